@@ -1,0 +1,1 @@
+"""Runners (ONNX Runtime, TensorRT), engine builder and cache, latency profiler."""

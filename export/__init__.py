@@ -1,0 +1,1 @@
+"""PyTorch architectures, checkpoint loaders, ONNX export and parity (the only place torch is imported)."""

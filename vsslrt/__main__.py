@@ -1,0 +1,3 @@
+from vsslrt.cli.app import main
+
+main()

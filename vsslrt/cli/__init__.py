@@ -1,0 +1,1 @@
+"""The `vsslrt` command line (the only layer that prints or exits)."""

@@ -1,0 +1,74 @@
+"""Root Typer app. Commands live in `vsslrt.cli.commands.*` and are discovered here."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import typer
+
+from vsslrt import __version__
+from vsslrt.cli._errors import report_and_exit
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"vsslrt {__version__}")
+        raise typer.Exit()
+
+
+def create_app() -> typer.Typer:
+    app = typer.Typer(
+        name="vsslrt",
+        help=(
+            "Evaluate and deploy visual sound source localization models, "
+            "with positive and negative (silence, noise, offscreen) audio."
+        ),
+        no_args_is_help=True,
+        context_settings=CONTEXT_SETTINGS,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        add_completion=False,
+    )
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        ),
+    ) -> None:
+        """vsslrt: visual sound source localization, fast and honest."""
+
+    from vsslrt.cli import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(app)
+    return app
+
+
+def main() -> None:
+    app = create_app()
+    try:
+        app(standalone_mode=False)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the CLI is the one place that turns errors into messages
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            raise SystemExit(exc.exit_code) from None
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        if isinstance(exc, click.exceptions.Abort):
+            report_and_exit(KeyboardInterrupt())
+        report_and_exit(exc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data layer: dataset adapters, image and audio front-ends, negative audio, loaders."""
