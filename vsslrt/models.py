@@ -43,6 +43,8 @@ class ModelSpec:
     interp_paper: dict[str, str]  # dataset -> interpolation of the positive map in paper mode (Q10)
     thresholds: dict[str, Threshold] = field(default_factory=dict)
     checkpoint_key: str = "model"  # top-level key of the official checkpoint
+    audio_shape: tuple[int, int, int] = (1, 257, 200)  # (C, F, T) of one spectrogram input
+    image_size: int = 224
 
     @property
     def value_range(self) -> tuple[float, float]:
@@ -78,15 +80,15 @@ REGISTRY: dict[str, ModelSpec] = {
     ),
     "lvs": ModelSpec(
         "lvs", "LVS", "lvs", 14, _COS,
-        {"vggss": "cv2", "is3": "bilinear"}, _universal(0.5527, 0.6080, 0.6077), "model_state_dict",
+        {"vggss": "cv2", "is3": "bilinear"}, _universal(0.5527, 0.6080, 0.6077), "model_state_dict", (1, 257, 299),
     ),
     "sslalign": ModelSpec(
         "sslalign", "SSL-Align", "lvs", 14, _COS,
-        {"vggss": "cv2", "is3": "bilinear"}, _universal(0.2660, 0.2926, 0.3175), "model_state_dict",
+        {"vggss": "cv2", "is3": "bilinear"}, _universal(0.2660, 0.2926, 0.3175), "model_state_dict", (1, 257, 299),
     ),
     "ssltie": ModelSpec(
         "ssltie", "SSL-TIE", "ssltie", 14, _COS,
-        {"vggss": "cv2", "is3": "cv2"}, _universal(0.2641, 0.2906, 0.3338), "state_dict",
+        {"vggss": "cv2", "is3": "cv2"}, _universal(0.2641, 0.2906, 0.3338), "state_dict", (1, 257, 670),
     ),
 }
 
