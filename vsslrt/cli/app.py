@@ -52,21 +52,14 @@ def create_app() -> typer.Typer:
 
 
 def main() -> None:
+    """Console entry point: usage errors are Typer's (exit 2); our errors become one line (exit 1)."""
     app = create_app()
     try:
-        app(standalone_mode=False)
+        # Standalone mode handles --help, usage errors and Ctrl-C; anything else propagates here.
+        app()
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - the CLI is the one place that turns errors into messages
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.exceptions.Abort):
-            report_and_exit(KeyboardInterrupt())
         report_and_exit(exc)
 
 
