@@ -462,3 +462,23 @@ def test_oracle_thresholds_and_strict_binarisation():
     # thresholds meet float32 maps in float32: 0.3 -> float32(0.3), so the pixel equal to it is off.
     v = np.full((2, 2), np.float32(0.3))
     assert not oracle.binarise(v, 0.3).any()
+
+
+@impl_params
+def test_negatives_use_cv2_in_paper_mode(impl):
+    """Q10: a column ramp 0..1 over 7 columns, threshold 0.9: cv2 switches on columns 189-223 (35),
+    align-corners bilinear columns 201-223 (23). Paper mode upsamples negatives with cv2 whatever
+    `interp` is; fixed mode uses `interp` for every map."""
+    ramp = np.tile((np.arange(7) / 6).astype(np.float32), (2, 7, 1))
+    pos, silence, noise, offscreen, gt = _quadrant_batch(n=2)
+    pos = np.zeros((2, 7, 7), dtype=np.float32)
+    silence = ramp
+    evaluate = IMPLEMENTATIONS[impl]
+    thresholds = {"max": 0.9, "max10": 0.9, "maxq3": 0.9}
+    paper = evaluate(pos, silence, noise, offscreen, gt, protocol="paper", thresholds=thresholds,
+                     fixed=0.9, interp="bilinear")
+    assert paper["pIA_Silence"] == pytest.approx(100 * 35 / 224, abs=1e-9)
+    assert paper["pIA_Silence_MaxQ3"] == pytest.approx(100 * 35 / 224, abs=1e-9)
+    for interp, columns in (("bilinear", 23), ("cv2", 35)):
+        out = evaluate(pos, silence, noise, offscreen, gt, protocol="fixed", fixed=0.9, interp=interp)
+        assert out["silence/pia@fixed"] == pytest.approx(100 * columns / 224, abs=1e-9), interp
