@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from vsslrt.errors import InputError, ManifestMismatchError
+from vsslrt.runstore import ShardCheckpoint, atomic_write_json, atomic_write_text
+
+
+def test_checkpoint_round_trip(tmp_path):
+    ckpt = ShardCheckpoint(tmp_path / "shard-0", {"dataset": "is3", "seed": 1})
+    assert not ckpt.exists()
+    state = {"iou": np.linspace(0, 1, 5, dtype=np.float32), "ids": np.arange(5)}
+    ckpt.save(state, {0, 1, 2, 3, 4}, {"batches": 2})
+    loaded, done, extra = ShardCheckpoint(tmp_path / "shard-0", {"dataset": "is3", "seed": 1}).load()
+    assert done == {0, 1, 2, 3, 4}
+    assert extra == {"batches": 2}
+    np.testing.assert_array_equal(loaded["iou"], state["iou"])
+    np.testing.assert_array_equal(loaded["ids"], state["ids"])
+
+
+def test_resume_with_other_settings_is_refused_and_names_them(tmp_path):
+    ShardCheckpoint(tmp_path, {"dataset": "is3", "seed": 1, "repeats": 1}).save({}, set())
+    with pytest.raises(ManifestMismatchError, match="seed"):
+        ShardCheckpoint(tmp_path, {"dataset": "is3", "seed": 2, "repeats": 1}).load()
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    ckpt = ShardCheckpoint(tmp_path, {"a": 1})
+    ckpt.path.write_bytes(b"not an npz")
+    with pytest.raises(InputError, match="checkpoint.npz"):
+        ckpt.load()
+
+
+def test_reserved_keys_rejected(tmp_path):
+    with pytest.raises(ValueError):
+        ShardCheckpoint(tmp_path, {}).save({"__done__": np.zeros(1)}, set())
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    atomic_write_json(target, {"ok": 1})
+
+    def broken_replace(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(target, "half")
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind

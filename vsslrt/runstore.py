@@ -1,0 +1,110 @@
+"""Run folder persistence: atomic writes and resumable per-shard progress.
+
+A run folder holds, per engine and shard, the evaluator state (host NumPy arrays) and the set of
+finished sample ids. Each checkpoint is written to a temporary file and renamed into place, so a
+crash or Ctrl-C leaves either the previous checkpoint or the new one, never a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vsslrt.errors import InputError, ManifestMismatchError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class ShardCheckpoint:
+    """Evaluator state + finished sample ids of one (engine, shard), with the run's identity.
+
+    Everything lives in ONE .npz written atomically, so the state and the list of finished samples
+    can never disagree after a crash. The identity (dataset, protocol, seed, repeats, engine manifest
+    hash, ...) is stored with it; resuming with another identity is refused, because mixing would
+    silently change the numbers.
+    """
+
+    _DONE = "__done__"
+    _META = "__meta__"
+
+    def __init__(self, directory: Path, identity: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.identity = json.loads(json.dumps(identity, default=_json_default))
+        self.path = self.directory / "checkpoint.npz"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> tuple[dict[str, np.ndarray], set[int], dict[str, Any]]:
+        try:
+            with np.load(self.path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            meta = json.loads(str(arrays.pop(self._META)))
+            done = arrays.pop(self._DONE)
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(
+                f"{self.path}: the resume checkpoint is unreadable ({exc}).",
+                hint="delete this file to start this part of the run again",
+            ) from exc
+        stored = meta.get("identity", {})
+        if stored != self.identity:
+            changed = sorted(k for k in set(stored) | set(self.identity) if stored.get(k) != self.identity.get(k))
+            raise ManifestMismatchError(
+                f"{self.path}: cannot resume, the run settings changed ({', '.join(changed)}).",
+                hint="rerun with the original settings, or choose a new --out folder",
+            )
+        return arrays, {int(i) for i in done}, meta.get("extra", {})
+
+    def save(self, state: dict[str, np.ndarray], done: set[int], extra: dict[str, Any] | None = None) -> None:
+        for reserved in (self._DONE, self._META):
+            if reserved in state:
+                raise ValueError(f"state key {reserved!r} is reserved")
+        meta = json.dumps({"identity": self.identity, "extra": extra or {}}, default=_json_default)
+        arrays = dict(state)
+        arrays[self._DONE] = np.array(sorted(done), dtype=np.int64)
+        arrays[self._META] = np.array(meta)
+        atomic_savez(self.path, arrays)
