@@ -1,0 +1,209 @@
+"""Strict loaders for the official checkpoint formats (protocol.md section 4, Q14).
+
+Official layouts (top-level key, key prefix as stored):
+
+=========  ====================  ===========  ==============================================
+model      top-level key         prefix       notes
+=========  ====================  ===========  ==============================================
+ezvsl      ``model``             ``module.``  saved from DistributedDataParallel
+slavc      ``model``             ``module.``  includes the momentum encoders
+fnac       ``model``             ``module.``  same parameter names as EZ-VSL
+lvs        ``model_state_dict``  ``module.``  DataParallel; unused conv1_flow / conv1_a / fc kept
+sslalign   ``model_state_dict``  (none)       the reference prepends ``module.`` and loads non-strict
+ssltie     ``state_dict``        (none)       vision_fc1 / conv3 / norm3 kept (unused for the map)
+=========  ====================  ===========  ==============================================
+
+The reference evaluates an untrained model when the file is missing and loads SSL-Align with
+``strict=False`` (Q14). Here every load is strict: a missing or unexpected key or a wrong shape
+raises ``InputError`` that lists the offending keys (first few and counts) and names the registry
+model whose layout the file matches best. Reading accepts any of the three top-level keys, a bare
+state dict, and ``module.`` prefixes anywhere (the reference strips every ``module.`` substring).
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vsslrt.errors import InputError
+from vsslrt.export.architectures import ARCHITECTURES
+from vsslrt.manifest import sha256_file
+from vsslrt.models import REGISTRY, get_model
+
+TOP_LEVEL_KEYS = ("model", "model_state_dict", "state_dict")
+OFFICIAL_PREFIX = {"ezvsl": "module.", "slavc": "module.", "fnac": "module.", "lvs": "module.", "sslalign": "", "ssltie": ""}
+_SHOW = 5  # how many offending keys an error message lists
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """What was loaded: file hash, where the state dict sat, and how keys were rewritten."""
+
+    path: str
+    sha256: str
+    top_key: str | None  # None: the file is a bare state dict
+    stripped_prefix: bool
+    num_tensors: int
+
+    @property
+    def layout(self) -> str:
+        where = f"'{self.top_key}'" if self.top_key else "a bare state dict"
+        return where + (" with 'module.' prefixes" if self.stripped_prefix else "")
+
+
+def official_checkpoint(name: str, model: nn.Module) -> dict[str, Any]:
+    """The object the official code saves for ``model``, ready for ``torch.save``.
+
+    Useful to hand a fine-tuned model to the reference code, and to test the loaders.
+    """
+    spec = get_model(name)
+    prefix = OFFICIAL_PREFIX[spec.name]
+    state = {prefix + k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {spec.checkpoint_key: state, "epoch": 0}
+
+
+def read_state_dict(path: str | Path, trust: bool = False) -> tuple[dict[str, torch.Tensor], str | None, bool]:
+    """Read a checkpoint file and return (state dict with 'module.' removed, top-level key, stripped).
+
+    Args:
+        path: the checkpoint file.
+        trust: allow arbitrary pickled objects (``weights_only=False``). Only for files you trust.
+
+    Raises:
+        InputError: unreadable file, or no state dict in it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            f"{path}: expected a checkpoint file, got no such file.",
+            hint="pass the official .pth/.pth.tar file, or --random-init to export untrained weights",
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{path}: expected a checkpoint of tensors and plain values, got pickled objects ({first[:160]}).",
+            hint="if you trust the file, pass --trust-checkpoint to load it with full unpickling",
+        ) from None
+    except Exception as exc:  # corrupt zip, truncated file, not a torch file at all
+        raise InputError(
+            f"{path}: expected a PyTorch checkpoint, got an unreadable file ({type(exc).__name__}: {str(exc)[:160]}).",
+            hint="check that the download finished and the file is a .pth/.pth.tar",
+        ) from None
+    top_key = None
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        top_key = next((k for k in TOP_LEVEL_KEYS if isinstance(obj.get(k), dict)), None)
+        if top_key is None:
+            keys = sorted(map(str, obj))[:8]
+            raise InputError(
+                f"{path}: expected a top-level key among {', '.join(TOP_LEVEL_KEYS)}, got keys {keys}.",
+                hint="pass the checkpoint saved by the model's official training code",
+            )
+        obj = obj[top_key]
+    if not isinstance(obj, dict) or not _is_state_dict(obj):
+        raise InputError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}.")
+    stripped = any("module." in k for k in obj)
+    state = {k.replace("module.", ""): v for k, v in obj.items()}
+    return state, top_key, stripped
+
+
+def _is_state_dict(obj: dict) -> bool:
+    return bool(obj) and all(isinstance(k, str) for k in obj) and all(torch.is_tensor(v) for v in obj.values())
+
+
+def load_checkpoint(model: nn.Module, name: str, path: str | Path, trust: bool = False) -> LoadedCheckpoint:
+    """Load an official checkpoint into ``model`` strictly.
+
+    ``num_batches_tracked`` buffers may be absent (older PyTorch did not save them; they do not
+    affect evaluation). Everything else must match exactly.
+
+    Raises:
+        InputError: keys missing, unexpected or mis-shaped; the message names the model the file
+            most likely belongs to.
+    """
+    spec = get_model(name)
+    state, top_key, stripped = read_state_dict(path, trust=trust)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = compare_keys(expected, state)
+    if problems:
+        raise InputError(_mismatch_message(Path(path), spec.name, state, *problems), hint=_hint(spec.name, state))
+    current = model.state_dict()
+    full = {k: state.get(k, current[k]) for k in current}
+    model.load_state_dict(full, strict=True)
+    return LoadedCheckpoint(str(path), sha256_file(path), top_key, stripped, len(state))
+
+
+def compare_keys(
+    expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]] | None:
+    """(missing, unexpected, wrong-shape descriptions), or None when the state dict fits."""
+    missing = sorted(k for k in expected if k not in state and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in state if k not in expected)
+    wrong = sorted(
+        f"{k}: file {tuple(state[k].shape)}, model {expected[k]}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    )
+    return (missing, unexpected, wrong) if (missing or unexpected or wrong) else None
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOW])
+    return f"{len(items)} ({shown}{', ...' if len(items) > _SHOW else ''})"
+
+
+def _mismatch_message(path: Path, name: str, state: dict, missing: list, unexpected: list, wrong: list) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing keys {_listing(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys {_listing(unexpected)}")
+    if wrong:
+        parts.append(f"wrong shapes {_listing(wrong)}")
+    guess = likely_models(state)
+    if guess and name not in guess[0]:
+        looks = f" The file looks like a checkpoint of {' / '.join(guess[0])} ({guess[1]:.0%} of keys and shapes match)."
+    elif guess:
+        looks = f" Its layout is closest to {' / '.join(guess[0])} ({guess[1]:.0%} match), but it does not load strictly."
+    else:
+        looks = " It does not resemble any model vsslrt knows."
+    return f"{path}: expected a checkpoint of {name} that loads strictly, got {'; '.join(parts)}.{looks}"
+
+
+def _hint(name: str, state: dict) -> str:
+    guess = likely_models(state)
+    if guess and name not in guess[0]:
+        return f"pass --model {guess[0][0]} (or the checkpoint of {name})"
+    return f"pass the official checkpoint of {name}, or --random-init"
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(name: str) -> frozenset[tuple[str, tuple[int, ...]]]:
+    """Key/shape set of a registry model, built on the meta device (no memory, no init cost)."""
+    with torch.device("meta"):
+        model = ARCHITECTURES[name]()
+    return frozenset((k, tuple(v.shape)) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked"))
+
+
+def likely_models(state: dict[str, torch.Tensor]) -> tuple[tuple[str, ...], float] | None:
+    """Registry models whose key/shape set best matches ``state`` (ties kept), with the score.
+
+    The score is the Jaccard index of (key, shape) pairs. EZ-VSL and FNAC, and LVS and SSL-Align,
+    have identical layouts, so they always tie.
+    """
+    got = frozenset((k, tuple(v.shape)) for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    scores = {}
+    for name in REGISTRY:
+        sig = _signature(name)
+        scores[name] = len(sig & got) / max(1, len(sig | got))
+    best = max(scores.values())
+    if best < 0.2:
+        return None
+    return tuple(n for n, s in scores.items() if s == best), best

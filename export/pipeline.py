@@ -1,0 +1,396 @@
+"""``export_model``: architecture + weights -> ONNX graphs -> parity -> manifest.
+
+The folder it writes (the ONNX part of an engine folder, DESIGN.md section Contracts)::
+
+    visual.onnx        image (N,3,224,224)  -> visual (N,K,512,h,w)   L2-normalised
+    audio.onnx         audio (N,C,F,T)      -> audio_embedding (N,K,512)  L2-normalised
+    model.onnx         image, audio         -> map    (N,h,w)         scale * mean_k cos + offset
+                       (the two encoder graphs composed with the head, see onnx_io.compose_fused)
+    *.fp16.onnx        the same in fp16, normalisation and head kept fp32 (precision fp16/both)
+    object.onnx        image                -> object (N,7,7)         OGL object prior (optional)
+    manifest.json
+
+Parity runs after every export (PyTorch eager fp32 vs ONNX Runtime CPU), on batches of 1 and
+``parity_samples - 1`` so the dynamic batch dimension is exercised too; failing it raises
+``EngineBuildError`` with the figures and writes no manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vsslrt import __version__
+from vsslrt.errors import EngineBuildError, InputError
+from vsslrt.head import similarity_maps
+from vsslrt.manifest import (
+    CheckpointInfo,
+    GraphEntry,
+    Manifest,
+    ParityFigures,
+    TensorSpec,
+    sha256_file,
+)
+from vsslrt.models import ModelSpec, get_model
+
+PRECISION_CHOICES = ("fp32", "fp16", "both")
+GRAPH_FILES = {"visual": "visual.onnx", "audio": "audio.onnx", "fused": "model.onnx", "object": "object.onnx"}
+GRAPH_IO = {
+    "visual": (("image",), ("visual",)),
+    # ONNX names must be unique within a graph: the input is "audio", so the output is not.
+    "audio": (("audio",), ("audio_embedding",)),
+    "fused": (("image", "audio"), ("map",)),
+    "object": (("image",), ("object",)),
+}
+
+
+def graph_file(role: str, precision: str) -> str:
+    """File name of a graph: ``visual.onnx``, ``visual.fp16.onnx``, ..."""
+    base = GRAPH_FILES[role]
+    return base if precision == "fp32" else base.replace(".onnx", f".{precision}.onnx")
+
+
+@dataclass
+class _Exported:
+    role: str
+    precision: str
+    path: Path
+    fp32_nodes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def export_model(
+    name: str,
+    out_dir: str | Path,
+    checkpoint: str | Path | None = None,
+    *,
+    seed: int = 0,
+    precision: str = "fp32",
+    object_net: bool = False,
+    imagenet_weights: str | Path | None = None,
+    trust_checkpoint: bool = False,
+    parity_samples: int = 8,
+    opset: int | None = None,
+    threads: int | None = None,
+) -> Manifest:
+    """Export a registry model to ONNX, check parity, and write ``manifest.json``.
+
+    Args:
+        name: registry model name (``vsslrt.models.REGISTRY``).
+        out_dir: folder to write (created; existing graph files are overwritten).
+        checkpoint: official checkpoint file; ``None`` exports a seeded random initialisation.
+        seed: seed of the random initialisation (and of the parity inputs).
+        precision: ``"fp32"``, ``"fp16"`` or ``"both"``; fp32 graphs are always written because
+            the fp16 ones are derived from them.
+        object_net: also export the OGL object-saliency network (``object.onnx``).
+        imagenet_weights: torchvision ImageNet ResNet-18 weights for the object network, and for
+            the visual backbone of a random-init export (the reference's untrained starting point).
+        trust_checkpoint: allow arbitrary pickled objects in the checkpoint.
+        parity_samples: number of realistic samples for parity (>= 2; run as batches 1 and n-1).
+        opset: ONNX opset (default: the exporter's).
+        threads: torch and ONNX Runtime intra-op threads (default: their own choice).
+
+    Returns:
+        The manifest written to ``out_dir/manifest.json``.
+
+    Raises:
+        InputError: bad model name, precision, checkpoint or weights file.
+        BackendUnavailableError: torch or onnxruntime missing.
+        EngineBuildError: export, ONNX check, fp16 transform or parity failed.
+    """
+    spec = get_model(name)
+    if precision not in PRECISION_CHOICES:
+        raise InputError(
+            f"precision: expected one of {', '.join(PRECISION_CHOICES)}, got {precision!r}.",
+            hint="use --precision fp32, fp16 or both",
+        )
+    if parity_samples < 2:
+        raise InputError(f"parity_samples: expected an integer >= 2, got {parity_samples}.")
+    torch = _import_torch()
+    if threads:
+        torch.set_num_threads(threads)
+
+    from vsslrt.export.architectures import build_model, build_object_net
+    from vsslrt.export.backbones import load_imagenet_resnet18
+    from vsslrt.export.checkpoints import load_checkpoint
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    precisions = ("fp32", "fp16") if precision == "both" else ("fp32",) if precision == "fp32" else ("fp32", "fp16")
+    imagenet_sha = sha256_file(imagenet_weights) if imagenet_weights and Path(imagenet_weights).is_file() else None
+
+    model = build_model(spec.name, seed=seed)
+    if checkpoint is not None:
+        loaded = load_checkpoint(model, spec.name, checkpoint, trust=trust_checkpoint)
+        ck_info = CheckpointInfo(path=str(Path(checkpoint).resolve()), sha256=loaded.sha256, layout=loaded.layout)
+    else:
+        if imagenet_weights is not None:
+            load_imagenet_resnet18(model.imgnet, imagenet_weights)
+        ck_info = CheckpointInfo(random_init=True, seed=seed, imagenet_weights=imagenet_sha)
+    if ck_info.imagenet_weights is None and imagenet_sha and object_net:
+        ck_info = CheckpointInfo(**{**ck_info.__dict__, "imagenet_weights": imagenet_sha})
+
+    images = realistic_images_for(spec, parity_samples, seed)
+    audios = realistic_audio_for(spec, parity_samples, seed)
+    exported = _export_graphs(spec, model, out, images, audios, precisions, opset)
+    object_model = None
+    if object_net:
+        object_model = build_object_net(seed=seed)
+        if imagenet_weights is not None:
+            load_imagenet_resnet18(object_model.net, imagenet_weights)
+        exported += _export_object(object_model, out, images, precisions, opset)
+
+    parity = _check_parity(spec, model, object_model, exported, images, audios, threads)
+    manifest = _build_manifest(spec, out, exported, parity, ck_info, opset_of(out / GRAPH_FILES["visual"]))
+    manifest.write(out)
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------ steps
+def _import_torch():
+    try:
+        import torch
+    except ImportError:
+        from vsslrt.errors import missing_extra
+
+        raise missing_extra("torch", "export", "export models to ONNX") from None
+    return torch
+
+
+def realistic_images_for(spec: ModelSpec, n: int, seed: int) -> np.ndarray:
+    from vsslrt.export.parity import realistic_images
+
+    return realistic_images(n, spec.image_size, seed)
+
+
+def realistic_audio_for(spec: ModelSpec, n: int, seed: int) -> np.ndarray:
+    from vsslrt.export.parity import realistic_spectrograms
+
+    return realistic_spectrograms(n, spec.audio_shape, spec.frontend, seed)
+
+
+def _export_graphs(spec, model, out: Path, images, audios, precisions, opset) -> list[_Exported]:
+    import torch
+
+    from vsslrt.export.onnx_io import check_model, compose_fused, convert_to_fp16, export_module, save_model
+    from vsslrt.export.wrappers import AudioEncoder, VisualEncoder
+
+    # Example batch of 2: a batch of 1 would let the tracer specialise the batch dimension.
+    image = torch.from_numpy(images[:2])
+    audio = torch.from_numpy(audios[:2])
+    v_in, v_out = GRAPH_IO["visual"]
+    a_in, a_out = GRAPH_IO["audio"]
+    protos = {
+        "visual": export_module(VisualEncoder(model), (image,), out / graph_file("visual", "fp32"), v_in, v_out, opset),
+        "audio": export_module(AudioEncoder(model), (audio,), out / graph_file("audio", "fp32"), a_in, a_out, opset),
+    }
+    results = [_Exported(role, "fp32", out / graph_file(role, "fp32")) for role in protos]
+    variants = {"fp32": {role: (proto, ()) for role, (proto, _) in protos.items()}}
+    if "fp16" in precisions:
+        variants["fp16"] = {}
+        for role, (proto, tail) in protos.items():
+            path16 = out / graph_file(role, "fp16")
+            proto16 = convert_to_fp16(proto, tail)
+            save_model(proto16, path16)
+            check_model(path16)
+            variants["fp16"][role] = (proto16, tail)
+            results.append(_Exported(role, "fp16", path16, tail))
+    for precision, graphs in variants.items():
+        (vis, vis_kept), (aud, aud_kept) = graphs["visual"], graphs["audio"]
+        fused, head_nodes = compose_fused(vis, aud, spec.head.scale, spec.head.offset, v_out[0], a_out[0], "map")
+        path = out / graph_file("fused", precision)
+        save_model(fused, path)
+        check_model(path)
+        kept = ()
+        if precision != "fp32":
+            kept = tuple("visual/" + n for n in vis_kept) + tuple("audio/" + n for n in aud_kept) + head_nodes
+        results.append(_Exported("fused", precision, path, kept))
+    return results
+
+
+def _export_object(object_model, out: Path, images, precisions, opset) -> list[_Exported]:
+    import torch
+
+    from vsslrt.export.onnx_io import check_model, convert_to_fp16, export_module, save_model
+
+    inputs, outputs = GRAPH_IO["object"]
+    path = out / graph_file("object", "fp32")
+    proto, tail = export_module(object_model, (torch.from_numpy(images[:2]),), path, inputs, outputs, opset)
+    results = [_Exported("object", "fp32", path)]
+    if "fp16" in precisions:
+        path16 = out / graph_file("object", "fp16")
+        save_model(convert_to_fp16(proto, tail), path16)
+        check_model(path16)
+        results.append(_Exported("object", "fp16", path16, tail))
+    return results
+
+
+def ort_session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session for parity checks."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        from vsslrt.errors import missing_extra
+
+        raise missing_extra("onnxruntime", "cpu", "check the exported graphs against PyTorch") from None
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise EngineBuildError(
+            f"{Path(path).name}: expected ONNX Runtime to load the exported graph, got {type(exc).__name__}: "
+            f"{str(exc)[:300]}."
+        ) from exc
+
+
+def _check_parity(spec, model, object_model, exported, images, audios, threads) -> dict[str, ParityFigures]:
+    import onnxruntime as ort
+    import torch
+
+    from vsslrt.export.parity import (
+        FP16_MAX_ABS,
+        FP16_MIN_ARGMAX,
+        FP32_MAX_ABS,
+        compare_maps,
+        run_in_batches,
+    )
+
+    n = len(images)
+    batches = (1, n - 1)
+    runtime = f"onnxruntime {ort.__version__} CPUExecutionProvider"
+    with torch.no_grad():
+        reference = model.reference_map(torch.from_numpy(images), torch.from_numpy(audios)).numpy()
+        object_ref = object_model(torch.from_numpy(images)).numpy() if object_model is not None else None
+    by_key = {(e.role, e.precision): e.path for e in exported}
+    gates = {"fp32": (FP32_MAX_ABS, 0.0), "fp16": (FP16_MAX_ABS, FP16_MIN_ARGMAX)}
+    figures: dict[str, ParityFigures] = {}
+    for precision in ("fp32", "fp16"):
+        if ("visual", precision) not in by_key:
+            continue
+        max_abs, min_argmax = gates[precision]
+        visual = _run(by_key["visual", precision], "image", images, batches, threads)
+        audio = _run(by_key["audio", precision], "audio", audios, batches, threads)
+        _check_embeddings(spec, visual, audio, precision)
+        split = np.asarray(similarity_maps(visual, audio, spec.head))
+        figures[f"split.{precision}"] = compare_maps(reference, split, max_abs, min_argmax, batches, runtime)
+        session = ort_session(by_key["fused", precision], threads)
+        fused = run_in_batches(
+            lambda i, a: session.run(["map"], {"image": i, "audio": a})[0], (images, audios), batches
+        )
+        figures[f"fused.{precision}"] = compare_maps(reference, fused, max_abs, min_argmax, batches, runtime)
+        if object_ref is not None:
+            got = _run(by_key["object", precision], "image", images, batches, threads)
+            scale = max(1.0, float(np.abs(object_ref).max()))  # unnormalised map: relative gate
+            figures[f"object.{precision}"] = compare_maps(object_ref, got, max_abs * scale, min_argmax, batches, runtime)
+    failed = {k: v for k, v in figures.items() if not v.passed}
+    if failed:
+        detail = "; ".join(
+            f"{k}: max |diff| {v.max_abs_diff:.3g} (tolerance {v.max_abs_tolerance:.3g}), argmax agreement "
+            f"{v.argmax_agreement:.0%} (minimum {v.min_argmax_agreement:.0%})"
+            for k, v in failed.items()
+        )
+        raise EngineBuildError(
+            f"{spec.name}: expected the ONNX graphs to match PyTorch on {n} realistic samples, got {detail}.",
+            hint="rerun with VSSLRT_DEBUG=1; try --precision fp32, or another opset with --opset",
+        )
+    return figures
+
+
+def _run(path: Path, input_name: str, data: np.ndarray, batches, threads) -> np.ndarray:
+    from vsslrt.export.parity import run_in_batches
+
+    session = ort_session(path, threads)
+    return run_in_batches(lambda x: session.run(None, {input_name: x})[0], (data,), batches)
+
+
+def _check_embeddings(spec: ModelSpec, visual: np.ndarray, audio: np.ndarray, precision: str) -> None:
+    """Shapes and unit norms of the encoder outputs (the head relies on both)."""
+    n = len(visual)
+    want_v = (n, spec.head.num_maps, 512, spec.map_size, spec.map_size)
+    want_a = (n, spec.head.num_maps, 512)
+    if visual.shape != want_v or audio.shape != want_a:
+        raise EngineBuildError(
+            f"{spec.name}: expected encoder outputs {want_v} and {want_a}, got {visual.shape} and {audio.shape}."
+        )
+    if visual.dtype != np.float32 or audio.dtype != np.float32:
+        raise EngineBuildError(
+            f"{spec.name} ({precision}): expected float32 encoder outputs, got {visual.dtype} and {audio.dtype}."
+        )
+    worst = max(float(np.abs(np.linalg.norm(visual, axis=2) - 1).max()), float(np.abs(np.linalg.norm(audio, axis=2) - 1).max()))
+    if worst > 1e-3:
+        raise EngineBuildError(f"{spec.name} ({precision}): expected unit-norm embeddings, got a norm off by {worst:.3g}.")
+
+
+def opset_of(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    versions = {"vsslrt": __version__, "torch": torch.__version__, "onnx": onnx.__version__}
+    versions["onnxruntime"] = onnxruntime.__version__
+    try:
+        import torchvision
+
+        versions["torchvision"] = torchvision.__version__
+    except ImportError:  # pragma: no cover - torchvision is part of the export extra
+        pass
+    try:
+        import onnxconverter_common
+
+        versions["onnxconverter_common"] = onnxconverter_common.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return versions
+
+
+def _build_manifest(spec, out: Path, exported, parity, ck_info, opset) -> Manifest:
+    k, size = spec.head.num_maps, spec.map_size
+    inputs = {
+        "image": TensorSpec(("batch", 3, spec.image_size, spec.image_size)),
+        "audio": TensorSpec(("batch", *spec.audio_shape)),
+    }
+    outputs = {
+        "visual": TensorSpec(("batch", k, 512, size, size)),
+        "audio_embedding": TensorSpec(("batch", k, 512)),
+        "map": TensorSpec(("batch", size, size)),
+    }
+    if any(e.role == "object" for e in exported):
+        outputs["object"] = TensorSpec(("batch", 7, 7))
+    graphs = []
+    manifest = Manifest(
+        model=spec.name,
+        frontend=spec.frontend,
+        head=spec.head,
+        map_size=size,
+        inputs=inputs,
+        outputs=outputs,
+        graphs=graphs,
+        files={},
+        checkpoint=ck_info,
+        thresholds=dict(spec.thresholds),
+        parity=parity,
+        versions=_versions(),
+        opset=opset,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    for e in exported:
+        ins, outs = GRAPH_IO[e.role]
+        relative = os.path.relpath(e.path, out).replace(os.sep, "/")
+        graphs.append(GraphEntry(e.role, e.precision, relative, ins, outs, e.fp32_nodes))
+        manifest.add_file(out, relative)
+    return manifest
+
