@@ -148,7 +148,13 @@ def onnx_precision(onnx_path: str | os.PathLike[str]) -> str:
     """"fp16" when the graph computes in float16 (fp16 weights, values or casts), else "fp32"."""
     import onnx
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError for a file that is not an ONNX model
+        raise InputError(
+            f"{onnx_path}: expected an ONNX model, got a file that does not parse ({type(exc).__name__}: {exc}).",
+            hint="re-export the model",
+        ) from exc
     half = onnx.TensorProto.FLOAT16
     graph = model.graph
     if any(t.data_type == half for t in graph.initializer):

@@ -23,6 +23,12 @@ def models_dir() -> Path:
     return MODELS
 
 
+@pytest.fixture(scope="session", name="fakes")
+def fakes_module():
+    """The stand-in module factory (tests/engine/_fakes.py)."""
+    return fakes
+
+
 @pytest.fixture
 def fake_cupy():
     return fakes.make_fake_cupy()
