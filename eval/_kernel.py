@@ -1,0 +1,198 @@
+"""Per-sample measurements of one batch, vectorised over samples (the functional core).
+
+`batch_scalars` turns a batch of raw maps into per-sample scalars only: IoU with the GT at every
+threshold column, pIA of each negative, IoU of each map pair, raw max/min, GT size. Reductions to
+metrics happen later (`_reduce.py`) on the merged, id-sorted scalars, so any split of the data into
+batches, chunks or shards gives the same numbers.
+
+How one threshold column is measured for all maps of a chunk at once: each map row (B, N) is
+compared with the per-sample thresholds (B, T) into a (B, T, N) mask; the masks are counted with
+one pass each and combined pairwise (pos & GT, and the six map pairs) without ever looping over
+samples, pixels or thresholds in Python.
+
+Numerical conventions (shared with the reference code, which works on float32 maps): maps are
+upsampled in float64 and rounded once to the working dtype (float32 for float32 inputs); every
+threshold is cast to the working dtype before the strict comparison `value > t`; OGL mixtures and
+min-max normalisation run in the working dtype; IoU, pIA and everything after are float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vsslrt.eval import _xp
+from vsslrt.eval.config import N_PIXELS, EvalConfig
+from vsslrt.eval.interp import upsample
+from vsslrt.eval.keys import CONDITIONS, NEGATIVES, PAIRS
+
+OGL_MAP_WEIGHT = 0.4
+OGL_OBJ_WEIGHT = 0.6
+
+
+def working_dtype(arrays: list[Any], *, xp: Any) -> Any:
+    """float32 for float32 (or narrower) maps, float64 for float64 maps."""
+    return xp.result_type(*(a.dtype for a in arrays), xp.float32)
+
+
+def batch_scalars(
+    raw: Mapping[str, Any], gt: Any, obj: Any, config: EvalConfig, *, xp: Any
+) -> dict[str, Any]:
+    """All per-sample scalars of one chunk.
+
+    Args:
+        raw: condition -> raw maps (B, h, w), already validated.
+        gt: (B, 224, 224) ground truth (bool or 0/1).
+        obj: (B, h', w') raw object maps or None.
+        config: what to measure.
+        xp: the array namespace.
+
+    Returns:
+        Name -> per-sample array on the input's device: `gt_pixels` (B,), `max`/`min` (B, 4),
+        `thr` (B, 2) = (t_med, t_adap), `iou` (B, T), `pia` (B, 3, T), `pair_iou` (B, 6, Tp); the
+        same with suffix `_ogl` when obj is given; `sweep_iou` (B, K), `sweep_pia` (B, 3, K) with
+        a sweep. IoUs are raw: NaN where both the GT and the binary map are empty.
+    """
+    b = int(raw["pos"].shape[0])
+    dtype = working_dtype([raw[c] for c in CONDITIONS] + ([obj] if obj is not None else []), xp=xp)
+    ground = xp.reshape(gt, (b, N_PIXELS))
+    if not xp.isdtype(ground.dtype, "bool"):
+        ground = ground != 0
+    if _xp.fast(xp):
+        import numpy as np
+
+        ground = np.ascontiguousarray(ground)
+    g = _xp.count_true(ground, xp=xp)
+
+    flat = {c: xp.reshape(raw[c], (b, -1)) for c in CONDITIONS}
+    out: dict[str, Any] = {
+        "gt_pixels": g,
+        "max": xp.stack([xp.astype(xp.max(flat[c], axis=1), xp.float64) for c in CONDITIONS], axis=1),
+        "min": xp.stack([xp.astype(xp.min(flat[c], axis=1), xp.float64) for c in CONDITIONS], axis=1),
+    }
+
+    up = {"pos": upsample(raw["pos"], config.interp, xp=xp, dtype=dtype)}
+    for neg in NEGATIVES:
+        up[neg] = upsample(raw[neg], config.negative_interp, xp=xp, dtype=dtype)
+
+    columns = config.columns
+    out.update(
+        _family(up, ground, g, columns, (config.pair_start, len(columns)), config.constant_values(columns), dtype, xp)
+    )
+
+    if obj is not None:
+        q = upsample(obj, config.interp, xp=xp, dtype=dtype)
+        w_map = xp.asarray(OGL_MAP_WEIGHT, dtype=dtype)
+        w_obj = xp.asarray(OGL_OBJ_WEIGHT, dtype=dtype)
+        if config.protocol == "paper":
+            # Q11 as the reference: raw mixtures, no normalisation.
+            mixed = {c: w_map * up[c] + w_obj * q for c in CONDITIONS}
+        else:
+            # Q11 fixed: min-max every map and the object map, mix, min-max the mixture.
+            qn = _minmax(q, xp)
+            mixed = {c: _minmax(w_map * _minmax(up[c], xp) + w_obj * qn, xp) for c in CONDITIONS}
+        ogl_columns = config.ogl_columns
+        family = _family(
+            mixed, ground, g, ogl_columns, config.ogl_pair_columns, config.constant_values(ogl_columns), dtype, xp
+        )
+        out.update({f"{name}_ogl": value for name, value in family.items()})
+
+    if config.sweep is not None:
+        out.update(_sweep(up, ground, g, config.sweep, dtype, xp))
+    return out
+
+
+def _minmax(rows: Any, xp: Any) -> Any:
+    """Per-row (x - min) / (max - min) in the rows' dtype; a constant row becomes zeros."""
+    lo = xp.min(rows, axis=1, keepdims=True)
+    hi = xp.max(rows, axis=1, keepdims=True)
+    span = hi - lo
+    flat = span == 0
+    scaled = (rows - lo) / xp.where(flat, xp.ones_like(span), span)
+    return xp.where(flat, xp.zeros_like(rows), scaled)
+
+
+def _ratio(num: Any, den: Any, xp: Any) -> Any:
+    """num / den in float64 (exactly Python's int / int), with den == 0 left for the caller."""
+    den_safe = xp.where(den == 0, xp.ones_like(den), den)
+    return xp.astype(num, xp.float64) / xp.astype(den_safe, xp.float64)
+
+
+def _family(
+    maps: Mapping[str, Any],
+    ground: Any,
+    g: Any,
+    columns: tuple[str, ...],
+    pair_range: tuple[int, int],
+    constants: Mapping[int, float],
+    dtype: Any,
+    xp: Any,
+) -> dict[str, Any]:
+    """IoU, pIA and pair IoU of one family (WOGL or OGL) of upsampled maps (B, N)."""
+    pos = maps["pos"]
+    b = int(pos.shape[0])
+    k_med = N_PIXELS // 2
+    g_eff = xp.where(g == 0, xp.full_like(g, k_med), g)
+    t_med, t_adap = _xp.order_statistics(pos, k_med, N_PIXELS - g_eff, xp=xp)
+
+    dev = _xp.device_of(pos)
+    per_column = []
+    for i, name in enumerate(columns):  # a handful of columns, each one vectorised over the batch
+        if name == "median":
+            per_column.append(t_med)
+        elif name == "adaptive":
+            per_column.append(t_adap)
+        else:
+            per_column.append(xp.full((b,), constants[i], dtype=dtype, device=dev))
+    thr = xp.stack(per_column, axis=1)[:, :, None]  # (B, T, 1)
+
+    masks = {c: maps[c][:, None, :] > thr for c in CONDITIONS}  # (B, T, N) each
+    counts = {c: _xp.count_true(masks[c], xp=xp) for c in CONDITIONS}  # (B, T)
+
+    inter = _xp.count_both(masks["pos"], ground[:, None, :], xp=xp)
+    den = g[:, None] + counts["pos"] - inter
+    iou = xp.where(den == 0, xp.full(den.shape, float("nan"), dtype=xp.float64, device=dev), _ratio(inter, den, xp))
+
+    pia = xp.stack([xp.astype(counts[neg], xp.float64) / N_PIXELS for neg in NEGATIVES], axis=1)
+
+    start, stop = pair_range
+    pair_values = []
+    for a, b_name in PAIRS:
+        both = _xp.count_both(masks[a][:, start:stop], masks[b_name][:, start:stop], xp=xp)
+        union = counts[a][:, start:stop] + counts[b_name][:, start:stop] - both
+        # Both empty: 1. B empty and A not (or the reverse): 0 / |A| = 0, as the reference.
+        pair_values.append(xp.where(union == 0, xp.ones(union.shape, dtype=xp.float64, device=dev), _ratio(both, union, xp)))
+    return {
+        "thr": xp.stack([xp.astype(t_med, xp.float64), xp.astype(t_adap, xp.float64)], axis=1),
+        "iou": iou,
+        "pia": pia,
+        "pair_iou": xp.stack(pair_values, axis=1),
+    }
+
+
+def _sweep(
+    maps: Mapping[str, Any], ground: Any, g: Any, grid: tuple[float, ...], dtype: Any, xp: Any
+) -> dict[str, Any]:
+    """Positive IoU and negative pIA at every candidate threshold (WOGL maps).
+
+    Each map row is sorted once and every candidate is located by a batched binary search, so the
+    cost does not grow with the number of candidates. An empty GT gives IoU 0 (fixed-mode policy).
+    """
+    dev = _xp.device_of(maps["pos"])
+    t = xp.asarray(list(grid), dtype=xp.float64, device=dev)
+    t = xp.astype(t, dtype)
+    pos = maps["pos"]
+    neg_inf = xp.full(pos.shape, -float("inf"), dtype=dtype, device=dev)
+    above = _xp.count_greater_sorted(xp.sort(pos, axis=1), t, xp=xp)
+    inside = _xp.count_greater_sorted(xp.sort(xp.where(ground, pos, neg_inf), axis=1), t, xp=xp)
+    den = g[:, None] + above - inside
+    iou = xp.where(den == 0, xp.zeros(den.shape, dtype=xp.float64, device=dev), _ratio(inside, den, xp))
+    iou = xp.where(g[:, None] == 0, xp.zeros_like(iou), iou)
+    pia = xp.stack(
+        [
+            xp.astype(_xp.count_greater_sorted(xp.sort(maps[neg], axis=1), t, xp=xp), xp.float64) / N_PIXELS
+            for neg in NEGATIVES
+        ],
+        axis=1,
+    )
+    return {"sweep_iou": iou, "sweep_pia": pia}
