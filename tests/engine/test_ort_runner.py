@@ -40,7 +40,7 @@ def test_specs_and_outputs_match_numpy_reference(models_dir, make_feeds):
         assert visual.input_specs() == {"image": (np.dtype(np.float32), (DYNAMIC, 3, 224, 224))}
         assert audio.input_specs()["audio"].shape == (DYNAMIC, 1, 16, 24)
         v = visual.infer({"image": feeds["image"]})["visual"]
-        a = audio.infer({"audio": feeds["audio"]})["embedding"]
+        a = audio.infer({"audio": feeds["audio"]})["audio_embedding"]
     assert v.shape == (3, 1, 512, 7, 7) and a.shape == (3, 1, 512)
     np.testing.assert_allclose(v, reference_visual(feeds["image"], w_vis), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(a, reference_audio(feeds["audio"], w_aud), rtol=1e-4, atol=1e-5)
@@ -54,7 +54,7 @@ def test_fused_map_is_cosine_of_encoder_outputs(models_dir, make_feeds):
         assert set(fused.input_specs()) == {"image", "audio"}
         heat = fused.infer(feeds)["map"]
         v = visual.infer({"image": feeds["image"]})["visual"]
-        a = audio.infer({"audio": feeds["audio"]})["embedding"]
+        a = audio.infer({"audio": feeds["audio"]})["audio_embedding"]
     expected = np.einsum("nkchw,nkc->nkhw", v, a).mean(axis=1) * 0.5 + 0.5
     assert heat.shape == (2, 7, 7)
     np.testing.assert_allclose(heat, expected, atol=1e-5)
@@ -75,8 +75,8 @@ def test_cupy_feeds_round_trip_on_a_cpu_session(models_dir, make_feeds, fake_cup
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
     feeds = make_feeds(("audio",), batch=2)
     with OrtRunner(models_dir / "audio.onnx") as runner:
-        host = runner.infer(feeds)["embedding"]
-        device = runner.infer({"audio": fake_cupy.asarray(feeds["audio"])})["embedding"]
+        host = runner.infer(feeds)["audio_embedding"]
+        device = runner.infer({"audio": fake_cupy.asarray(feeds["audio"])})["audio_embedding"]
     assert array_kind(device) == "cupy"
     np.testing.assert_array_equal(device.get(), host)
 

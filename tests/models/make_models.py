@@ -5,7 +5,7 @@ kilobytes of seeded weights, so tests can run real ONNX Runtime sessions in mill
 
 - visual.onnx: "image" (N, 3, 224, 224) float32 -> "visual" (N, 1, 512, 7, 7), unit-norm over
   the 512 channels (AveragePool 32/32, Conv 1x1 3->512, ReduceL2 normalisation).
-- audio.onnx: "audio" (N, 1, 16, 24) float32 -> "embedding" (N, 1, 512), unit-norm (ReduceMean
+- audio.onnx: "audio" (N, 1, 16, 24) float32 -> "audio_embedding" (N, 1, 512), unit-norm (ReduceMean
   over time, Gemm 16->512, normalisation). (An ONNX output cannot reuse the input name "audio".)
 - model.onnx: both inputs -> "map" (N, 7, 7) = (cosine + 1) / 2 through a batched MatMul.
 
@@ -109,10 +109,10 @@ def build_visual() -> onnx.ModelProto:
 def build_audio() -> onnx.ModelProto:
     nodes, inits = _audio_part(np.random.default_rng(2))
     # ONNX values are single-assignment, so an output cannot share the input's name "audio".
-    nodes.append(helper.make_node("Identity", ["audio_emb"], ["embedding"]))
+    nodes.append(helper.make_node("Identity", ["audio_emb"], ["audio_embedding"]))
     graph = helper.make_graph(
         nodes, "tiny_audio", [_input("audio", AUDIO_SHAPE)],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 1, EMBED])], inits,
+        [helper.make_tensor_value_info("audio_embedding", TensorProto.FLOAT, ["N", 1, EMBED])], inits,
     )
     return _model(graph)
 
