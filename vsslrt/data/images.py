@@ -1,0 +1,163 @@
+"""Image front-end: decode, resize to 224x224 with the reference's semantics, ImageNet normalisation.
+
+The reference (protocol section 3, quirk Q22) runs `ToTensor()` and then torchvision's
+`Resize((224, 224), BICUBIC)` on the float tensor, which in torchvision 0.14 is
+`torch.nn.functional.interpolate(mode="bicubic", align_corners=False, antialias=False)`: the
+Keys cubic kernel with a = -0.75, source coordinate (dst + 0.5) * in / out - 0.5, taps outside the
+image clamped to the border pixel, no antialiasing when shrinking and no clamping of the result
+(values may leave [0, 1]). Here that resize is applied separably (height, then width), equal to
+torch's kernel up to float32 rounding, computed as a gather of the four taps per output pixel and axis. The same resize is used in
+both protocol modes (Q22 asks only for a documented choice).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vsslrt.errors import DataError
+
+IMAGE_SIZE = 224
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+_CUBIC_A = -0.75
+
+
+def decode_image(path: str | Path) -> np.ndarray:
+    """Decode an image file to RGB, as `PIL.Image.open(path).convert('RGB')` does.
+
+    Returns:
+        (H, W, 3) uint8.
+
+    Raises:
+        DataError: The file is missing, not an image, or truncated.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"{path}: expected an image file, got no such file.",
+            hint="check the dataset folder (--data-dir) and the annotation's file names",
+        )
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+            return np.asarray(rgb, dtype=np.uint8)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(
+            f"{path}: expected a readable image (JPEG, PNG, ...), got: {' '.join(str(exc).split())}.",
+            hint="check that the file is complete (open it in an image viewer) or re-encode it",
+        ) from None
+
+
+def _cubic_weights(t: np.ndarray) -> np.ndarray:
+    """The four Keys-cubic tap weights (a = -0.75) for fractional offsets t, shape (..., 4).
+
+    Evaluated in t's dtype (float32, like torch's CPU kernel for float images).
+    """
+    one, a = t.dtype.type(1.0), t.dtype.type(_CUBIC_A)
+
+    def near(x):  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + one
+
+    def far(x):  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return np.stack([far(t + one), near(t), near(one - t), far((one - t) + one)], axis=-1)
+
+
+@functools.lru_cache(maxsize=32)
+def bicubic_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Torch's bicubic resize along one axis (align_corners=False): (taps, weights), both (out_size, 4).
+
+    Output pixel i reads input pixels taps[i] with weights[i]: source x = (i + 0.5) * in / out - 0.5
+    (not clamped, as torch does for cubic), taps floor(x) - 1 .. floor(x) + 2 clamped to
+    [0, in - 1], weights from the cubic kernel of the fractional part. The coordinates are computed in
+    float32 as torch does for float32 images: in float64 the fractional parts differ by up to ~1e-4 for
+    a 1024-pixel axis, and so would the output.
+    """
+    f32 = np.float32
+    scale = f32(f32(in_size) / f32(out_size))
+    # torch's CPU kernel rounds scale * (i + 0.5) - 0.5 once (a fused multiply-add); the product of two
+    # float32 values is exact in float64, so rounding the float64 result once reproduces that (measured:
+    # two roundings differ from torch by up to 1e-5 after resizing).
+    src = (np.float64(scale) * (np.arange(out_size, dtype=np.float64) + 0.5) - 0.5).astype(f32)
+    base = np.floor(src)
+    weights = _cubic_weights((src - base).astype(f32))
+    taps = np.clip(base[:, None].astype(np.int64) + np.arange(-1, 3)[None, :], 0, in_size - 1)
+    taps.setflags(write=False)
+    weights.setflags(write=False)
+    return taps, weights
+
+
+def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """The same resize as a dense (out_size, in_size) float32 matrix (clamped taps accumulate)."""
+    taps, weights = bicubic_taps(in_size, out_size)
+    matrix = np.zeros((out_size, in_size), dtype=np.float32)
+    np.add.at(matrix, (np.repeat(np.arange(out_size), 4), taps.ravel()), weights.ravel())
+    return matrix
+
+
+def _resize_rows(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Resize along `axis`: gather the 4 taps (whole slices along that axis) and sum them weighted."""
+    taps, weights = bicubic_taps(x.shape[axis], size)
+    shape = [1] * x.ndim
+    shape[axis] = size
+    out = np.take(x, taps[:, 0], axis=axis).astype(np.float32) * weights[:, 0].reshape(shape)
+    for k in range(1, 4):
+        out += np.take(x, taps[:, k], axis=axis).astype(np.float32) * weights[:, k].reshape(shape)
+    return out
+
+
+def resize_bicubic(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Resize a (C, H, W) or (B, C, H, W) float image to size x size, torch bicubic semantics."""
+    x = np.asarray(image, dtype=np.float32)
+    return _resize_rows(_resize_rows(x, size, x.ndim - 2), size, x.ndim - 1)
+
+
+def to_float_chw(rgb: np.ndarray) -> np.ndarray:
+    """`ToTensor()`: (H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
+    return np.ascontiguousarray(np.transpose(rgb, (2, 0, 1))).astype(np.float32) / np.float32(255.0)
+
+
+def normalize_imagenet(x: np.ndarray) -> np.ndarray:
+    """`Normalize(ImageNet mean, std)` over the channel axis (-3), in float32."""
+    shape = (3, 1, 1)
+    return (x - IMAGENET_MEAN.reshape(shape)) / IMAGENET_STD.reshape(shape)
+
+
+def preprocess_image(rgb: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """One decoded (H, W, 3) uint8 image -> (3, size, size) float32 model input.
+
+    Same arithmetic as ToTensor -> resize -> Normalize, ordered for speed: the height pass gathers
+    whole rows of the uint8 image and converts only those to float (x / 255 in float32, as ToTensor).
+    """
+    rows = _resize_rows_uint8(rgb, size)  # (size, W, 3) float32
+    resized = _resize_rows(rows, size, 1)  # (size, size, 3)
+    return normalize_imagenet(np.ascontiguousarray(np.transpose(resized, (2, 0, 1))))
+
+
+def _resize_rows_uint8(rgb: np.ndarray, size: int) -> np.ndarray:
+    taps, weights = bicubic_taps(rgb.shape[0], size)
+    scale = np.float32(255.0)
+    out = (rgb[taps[:, 0]].astype(np.float32) / scale) * weights[:, 0, None, None]
+    for k in range(1, 4):
+        out += (rgb[taps[:, k]].astype(np.float32) / scale) * weights[:, k, None, None]
+    return out
+
+
+def image_batch(images: Sequence[np.ndarray], size: int = IMAGE_SIZE) -> np.ndarray:
+    """Decoded RGB images of any sizes -> (B, 3, size, size) float32 model inputs."""
+    out = np.empty((len(images), 3, size, size), dtype=np.float32)
+    for i, rgb in enumerate(images):
+        out[i] = preprocess_image(rgb, size)
+    return out
+
+
+def load_images(paths: Sequence[str | Path], size: int = IMAGE_SIZE) -> np.ndarray:
+    """Decode and preprocess image files -> (B, 3, size, size) float32."""
+    return image_batch([decode_image(p) for p in paths], size)
