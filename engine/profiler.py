@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import sys
 import time
@@ -316,6 +317,8 @@ def environment_block(
         "cpu_model": cpu.model,
         "cpu_logical_cores": cpu.logical_cores,
         "cpu_usable_cores": cpu.usable_cores,
+        # Other processes share the cores on CI machines; the load says how much.
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": {name: _version(name) for name in _VERSIONED},

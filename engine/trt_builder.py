@@ -7,7 +7,8 @@ limit, the builder optimisation level, and a timing cache kept beside the engine
 Precision lives in the ONNX graph. TensorRT 11 removed BuilderFlag.FP16 and 10.x deprecated it
 in favour of strong typing, so this module never sets a precision flag: an fp16 engine is built
 from the fp16 ONNX written by the export stage, and `precision` here is checked against the
-graph rather than passed to TensorRT. The engine inspector then reports the share of layers that
+graph rather than passed to TensorRT. The one precision-related switch is clearing TF32 for fp32
+engines (TensorRT enables TF32 for fp32 layers by default). The engine inspector then reports the share of layers that
 really run in fp16.
 """
 
@@ -218,6 +219,10 @@ def build_serialized_engine(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
     config.builder_optimization_level = settings.optimization_level
+    if settings.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        # TF32 (10-bit mantissa in convolutions and matrix products) is on by default for fp32
+        # layers; an engine labelled fp32 computes in fp32, so it meets the fp32 parity gate.
+        config.clear_flag(trt.BuilderFlag.TF32)
     # DETAILED keeps per-layer names and formats for the inspector summary.
     if hasattr(trt, "ProfilingVerbosity"):
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED

@@ -211,6 +211,7 @@ class FakeConfig:
         self.builder_optimization_level = 3
         self.profiling_verbosity = None
         self.flags: list[Any] = []
+        self.cleared_flags: list[Any] = []
         self.profiles: list[FakeProfile] = []
         self.timing_cache: FakeTimingCache | None = None
 
@@ -219,6 +220,9 @@ class FakeConfig:
 
     def set_flag(self, flag: Any) -> None:
         self.flags.append(flag)
+
+    def clear_flag(self, flag: Any) -> None:
+        self.cleared_flags.append(flag)
 
     def create_timing_cache(self, data: bytes) -> FakeTimingCache:
         return FakeTimingCache(data)

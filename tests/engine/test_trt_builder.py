@@ -82,7 +82,8 @@ def test_build_sets_profile_workspace_level_and_never_a_precision_flag(make_trt,
     result = build_serialized_engine(models_dir / "model.onnx", settings, trt=trt)
     (network,), (config,) = trt.record["networks"], trt.record["configs"]
     assert network.flags == (0 if version.startswith("11") else 2)
-    assert config.flags == []  # no FP16/TF32/... flag: precision comes from the ONNX
+    assert config.flags == []  # no FP16/BF16/... flag: precision comes from the ONNX
+    assert config.cleared_flags == [trt.BuilderFlag.TF32]  # fp32 means fp32, not TF32
     assert config.pool_limits == {trt.MemoryPoolType.WORKSPACE: 1 << 28}
     assert config.builder_optimization_level == 5
     assert config.profiling_verbosity == trt.ProfilingVerbosity.DETAILED
@@ -100,7 +101,7 @@ def test_fp16_comes_from_the_graph_not_a_flag(make_trt, models_dir, fp16_visual)
     assert onnx_precision(models_dir / "visual.onnx") == "fp32"
     trt = make_trt("10.16.1")  # 10.x still has BuilderFlag.FP16; it must stay unused
     result = build_serialized_engine(fp16_visual, BuildSettings(BatchProfile(1, 4, 8), precision="fp16"), trt=trt)
-    assert trt.record["configs"][0].flags == []
+    assert trt.record["configs"][0].flags == [] and trt.record["configs"][0].cleared_flags == []
     assert result.summary.fp16_layers == 3 and result.summary.fp32_layers == 1
     assert result.summary.fp16_share == pytest.approx(0.75)
 
