@@ -91,6 +91,8 @@ def _input(name: str, dims: tuple[int, ...]) -> onnx.ValueInfoProto:
 
 
 def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    for node in graph.node:  # unique node names (graph tools such as the fp16 converter key on them)
+        node.name = f"{node.op_type.lower()}_{node.output[0]}"
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vsslrt-tests")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)

@@ -1,0 +1,106 @@
+"""`vsslrt build`: a published model -> engine folder (export, engines, parity, manifest)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vsslrt.errors import InputError
+from vsslrt.models import REGISTRY
+
+BUILD_EXAMPLES = [
+    "vsslrt build --model ezvsl --checkpoint ezvsl.pth --out engines/ezvsl          # best backend here",
+    "vsslrt build --model ezvsl --checkpoint ezvsl.pth --backend trt --precision fp16 --batch 1:32:128 --out engines/ezvsl-fp16",
+    "vsslrt build --model lvs --random-init --backend ort --out /tmp/lvs            # CPU only, untrained weights",
+]
+
+
+class Backend(str, Enum):
+    auto = "auto"
+    ort = "ort"
+    trt = "trt"
+    ort_cuda = "ort-cuda"
+    ort_trt = "ort-trt"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("build", epilog="Examples:\n\n" + "\n\n".join(BUILD_EXAMPLES))
+    def build(
+        model: Annotated[str, typer.Option("--model", help=f"Model: {', '.join(REGISTRY)}.")],
+        out: Annotated[Path, typer.Option("--out", help="Engine folder to write (graphs, engines, manifest.json).")],
+        checkpoint: Annotated[
+            Path | None, typer.Option("--checkpoint", help="Official checkpoint (.pth / .pth.tar), loaded strictly.")
+        ] = None,
+        random_init: Annotated[
+            bool, typer.Option("--random-init", help="Use seeded random weights instead of a checkpoint.")
+        ] = False,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the random init and of the parity inputs.")] = 0,
+        backend: Annotated[
+            Backend,
+            typer.Option("--backend", help="auto picks TensorRT, then ONNX Runtime CUDA, then ONNX Runtime CPU, and says why."),
+        ] = Backend.auto,
+        precision: Annotated[
+            Precision, typer.Option("--precision", help="Engine precision; fp16 builds from the fp16 ONNX.")
+        ] = Precision.fp32,
+        batch: Annotated[
+            str, typer.Option("--batch", help="TensorRT batch profile min:opt:max; opt is the size tuned for.")
+        ] = "1:16:64",
+        workspace_mib: Annotated[
+            int, typer.Option("--workspace-mib", help="TensorRT builder workspace in MiB; raise it if a build fails.")
+        ] = 1024,
+        opt_level: Annotated[
+            int, typer.Option("--opt-level", help="TensorRT builder optimisation level 0..5 (higher builds slower).")
+        ] = 3,
+        threads: Annotated[
+            int | None, typer.Option("--threads", help="CPU threads for export and ONNX Runtime (default: all cores).")
+        ] = None,
+    ) -> None:
+        """Build an engine folder: export to ONNX, build engines, check parity against ONNX Runtime fp32."""
+        if (checkpoint is None) == (not random_init):
+            raise InputError(
+                "build: expected exactly one of --checkpoint PATH or --random-init, got "
+                + ("both." if random_init else "neither."),
+                hint="pass the official checkpoint, or --random-init for untrained weights",
+            )
+        if workspace_mib < 1:
+            raise InputError(f"build: expected --workspace-mib to be >= 1, got {workspace_mib}.")
+        from vsslrt.build import build_engine_folder
+
+        report = build_engine_folder(
+            model,
+            out,
+            checkpoint=checkpoint,
+            seed=seed,
+            backend=backend.value,
+            precision=precision.value,
+            batch=batch,
+            workspace_bytes=workspace_mib << 20,
+            optimization_level=opt_level,
+            threads=threads,
+        )
+        typer.echo(f"backend: {report.backend} ({report.backend_reason})")
+        typer.echo(("exported" if report.exported else "reused the export of") + f" {report.model} in {report.folder}")
+        for engine in report.engines:
+            if report.backend != "trt":
+                typer.echo(f"  {engine.role:<7} {engine.file} (run by ONNX Runtime)")
+                continue
+            state = "reused" if engine.reused else "built"
+            share = engine.info.get("inspector", {}).get("fp16_share")
+            fp16 = f", fp16 layers {share:.0%}" if share is not None else ""
+            typer.echo(f"  {engine.role:<7} {engine.file} {state}{fp16}")
+            for change in engine.changes:
+                typer.echo(f"          rebuilt because {change}")
+        for key, fig in report.parity.items():
+            typer.echo(
+                f"  parity {key:<20} max |diff| {fig.max_abs_diff:.2e} (<= {fig.max_abs_tolerance:.0e}), "
+                f"argmax agreement {fig.argmax_agreement:.0%}"
+            )
+        typer.echo(f"wrote {report.folder / 'manifest.json'}")
