@@ -58,29 +58,35 @@ def batch_scalars(
     ground = xp.reshape(gt, (b, N_PIXELS))
     if not xp.isdtype(ground.dtype, "bool"):
         ground = ground != 0
-    if _xp.fast(xp):
-        import numpy as np
+    ground_mask = _xp.as_mask(ground, xp=xp)  # (B, 1, ...)
+    g = _xp.count_true(ground_mask, xp=xp)[:, 0]
 
-        ground = np.ascontiguousarray(ground)
-    g = _xp.count_true(ground, xp=xp)
-
-    flat = {c: xp.reshape(raw[c], (b, -1)) for c in CONDITIONS}
-    out: dict[str, Any] = {
-        "gt_pixels": g,
-        "max": xp.stack([xp.astype(xp.max(flat[c], axis=1), xp.float64) for c in CONDITIONS], axis=1),
-        "min": xp.stack([xp.astype(xp.min(flat[c], axis=1), xp.float64) for c in CONDITIONS], axis=1),
-    }
-
+    out: dict[str, Any] = {"gt_pixels": g}
     up = {"pos": upsample(raw["pos"], config.interp, xp=xp, dtype=dtype)}
     for neg in NEGATIVES:
         up[neg] = upsample(raw[neg], config.negative_interp, xp=xp, dtype=dtype)
 
     columns = config.columns
+    flat = {c: xp.reshape(raw[c], (b, -1)) for c in CONDITIONS}
     out.update(
-        _family(up, ground, g, columns, (config.pair_start, len(columns)), config.constant_values(columns), dtype, xp)
+        _family(
+            up,
+            ground_mask,
+            g,
+            columns,
+            (config.pair_start, len(columns)),
+            config.constant_values(columns),
+            dtype,
+            xp,
+            raw_rows=flat,
+        )
     )
 
     if obj is not None:
+        obj_flat = xp.reshape(obj, (b, -1))
+        out["obj_range"] = xp.stack(
+            [xp.astype(xp.max(obj_flat, axis=1), xp.float64), xp.astype(xp.min(obj_flat, axis=1), xp.float64)], axis=1
+        )
         q = upsample(obj, config.interp, xp=xp, dtype=dtype)
         w_map = xp.asarray(OGL_MAP_WEIGHT, dtype=dtype)
         w_obj = xp.asarray(OGL_OBJ_WEIGHT, dtype=dtype)
@@ -93,7 +99,7 @@ def batch_scalars(
             mixed = {c: _minmax(w_map * _minmax(up[c], xp) + w_obj * qn, xp) for c in CONDITIONS}
         ogl_columns = config.ogl_columns
         family = _family(
-            mixed, ground, g, ogl_columns, config.ogl_pair_columns, config.constant_values(ogl_columns), dtype, xp
+            mixed, ground_mask, g, ogl_columns, config.ogl_pair_columns, config.constant_values(ogl_columns), dtype, xp
         )
         out.update({f"{name}_ogl": value for name, value in family.items()})
 
@@ -120,15 +126,22 @@ def _ratio(num: Any, den: Any, xp: Any) -> Any:
 
 def _family(
     maps: Mapping[str, Any],
-    ground: Any,
+    ground_mask: Any,
     g: Any,
     columns: tuple[str, ...],
     pair_range: tuple[int, int],
     constants: Mapping[int, float],
     dtype: Any,
     xp: Any,
+    raw_rows: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """IoU, pIA and pair IoU of one family (WOGL or OGL) of upsampled maps (B, N)."""
+    """IoU, pIA and pair IoU of one family (WOGL or OGL) of upsampled maps (B, N).
+
+    With `raw_rows` (condition -> raw maps (B, h*w)) it also returns their per-sample `max` and
+    `min`, taken right before the same map is binarised: for 224x224 inputs the raw rows are the
+    maps themselves, so the chunk is read from memory once. The extremes double as the
+    finiteness check of `Evaluator.update` (NaN propagates through max, inf shows).
+    """
     pos = maps["pos"]
     b = int(pos.shape[0])
     k_med = N_PIXELS // 2
@@ -146,10 +159,15 @@ def _family(
             per_column.append(xp.full((b,), constants[i], dtype=dtype, device=dev))
     thr = xp.stack(per_column, axis=1)[:, :, None]  # (B, T, 1)
 
-    masks = {c: maps[c][:, None, :] > thr for c in CONDITIONS}  # (B, T, N) each
+    masks, highs, lows = {}, [], []
+    for c in CONDITIONS:
+        if raw_rows is not None:
+            highs.append(xp.astype(xp.max(raw_rows[c], axis=1), xp.float64))
+            lows.append(xp.astype(xp.min(raw_rows[c], axis=1), xp.float64))
+        masks[c] = _xp.binarize(maps[c], thr, xp=xp)  # (B, T, ...)
     counts = {c: _xp.count_true(masks[c], xp=xp) for c in CONDITIONS}  # (B, T)
 
-    inter = _xp.count_both(masks["pos"], ground[:, None, :], xp=xp)
+    inter = _xp.count_both(masks["pos"], ground_mask, xp=xp)
     den = g[:, None] + counts["pos"] - inter
     iou = xp.where(den == 0, xp.full(den.shape, float("nan"), dtype=xp.float64, device=dev), _ratio(inter, den, xp))
 
@@ -162,7 +180,9 @@ def _family(
         union = counts[a][:, start:stop] + counts[b_name][:, start:stop] - both
         # Both empty: 1. B empty and A not (or the reverse): 0 / |A| = 0, as the reference.
         pair_values.append(xp.where(union == 0, xp.ones(union.shape, dtype=xp.float64, device=dev), _ratio(both, union, xp)))
+    extremes = {"max": xp.stack(highs, axis=1), "min": xp.stack(lows, axis=1)} if raw_rows is not None else {}
     return {
+        **extremes,
         "thr": xp.stack([xp.astype(t_med, xp.float64), xp.astype(t_adap, xp.float64)], axis=1),
         "iou": iou,
         "pia": pia,

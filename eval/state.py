@@ -29,7 +29,7 @@ from vsslrt.eval._kernel import batch_scalars
 from vsslrt.eval._reduce import reduce_metrics
 from vsslrt.eval.config import EvalConfig, make_config
 from vsslrt.eval.keys import CONDITIONS
-from vsslrt.eval.validate import check_batch_fields, validate_maps, validate_sample_ids
+from vsslrt.eval.validate import check_batch_fields, check_finite_extremes, validate_maps, validate_sample_ids
 
 # Samples per chunk. On a CPU a chunk's maps and masks should stay near the cache (a 224x224 float32
 # map is 200 KB, and each threshold column adds a 50 KB mask per map); on a GPU larger chunks
@@ -137,7 +137,9 @@ class Evaluator:
             InputError: invalid inputs, inconsistent optional fields, or a sample id seen before.
         """
         if self.validate:
-            info = validate_maps(pos, silence, noise, offscreen, gt, obj=obj, group=group, source=_source)
+            info = validate_maps(
+                pos, silence, noise, offscreen, gt, obj=obj, group=group, source=_source, check_finite=False
+            )
             xp, n = info.xp, info.n
         else:
             fields = {"pos": pos, "silence": silence, "noise": noise, "offscreen": offscreen, "gt": gt}
@@ -156,6 +158,12 @@ class Evaluator:
 
         raw = {"pos": pos, "silence": silence, "noise": noise, "offscreen": offscreen}
         scalars = self._measure(raw, gt, obj, n, xp)
+        obj_range = scalars.pop("obj_range", None)
+        if self.validate:  # the maxima/minima of every map show any NaN or inf
+            for i, cond in enumerate(CONDITIONS):
+                check_finite_extremes(cond, scalars["max"][:, i], scalars["min"][:, i], source=_source, xp=xp)
+            if obj_range is not None:
+                check_finite_extremes("obj", obj_range[:, 0], obj_range[:, 1], source=_source, xp=xp)
         scalars["sample_id"] = ids
         if group is not None:
             scalars["group"] = xp.astype(group, xp.int64)
