@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,9 +88,14 @@ def read_state_dict(path: str | Path, trust: bool = False) -> tuple[dict[str, to
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            raise InputError(
+                f"{path}: expected a PyTorch checkpoint, got an unreadable file (not a pickle or torch zip).",
+                hint="check that the download finished and the file is a .pth/.pth.tar",
+            ) from None
         raise InputError(
-            f"{path}: expected a checkpoint of tensors and plain values, got pickled objects ({first[:160]}).",
+            f"{path}: expected a checkpoint of tensors and plain values, got a pickled {found.group(1)} object.",
             hint="if you trust the file, pass --trust-checkpoint to load it with full unpickling",
         ) from None
     except Exception as exc:  # corrupt zip, truncated file, not a torch file at all

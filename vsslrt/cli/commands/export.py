@@ -1,0 +1,90 @@
+"""`vsslrt export`: a published model -> ONNX graphs + manifest (the ONNX part of an engine folder)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vsslrt.errors import InputError, missing_extra
+from vsslrt.models import REGISTRY
+
+EXAMPLES = [
+    "vsslrt export --model ezvsl --checkpoint checkpoints/ezvsl.pth --out engines/ezvsl",
+    "vsslrt export --model slavc --checkpoint slavc.pth --precision both --object-net "
+    "--imagenet-weights resnet18-f37072fd.pth --out engines/slavc",
+    "vsslrt export --model lvs --random-init --seed 3 --out /tmp/lvs-untrained",
+]
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    both = "both"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export", epilog="Examples:\n\n" + "\n\n".join(EXAMPLES))
+    def export(
+        model: Annotated[str, typer.Option("--model", help=f"Model: {', '.join(REGISTRY)}.")],
+        out: Annotated[Path, typer.Option("--out", help="Folder to write the graphs and manifest.json to.")],
+        checkpoint: Annotated[
+            Path | None, typer.Option("--checkpoint", help="Official checkpoint (.pth / .pth.tar), loaded strictly.")
+        ] = None,
+        random_init: Annotated[
+            bool, typer.Option("--random-init", help="Export seeded random weights instead of a checkpoint.")
+        ] = False,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the random init and of the parity inputs.")] = 0,
+        precision: Annotated[
+            Precision, typer.Option("--precision", help="fp32, fp16 (fp32 graphs kept too) or both.")
+        ] = Precision.fp32,
+        object_net: Annotated[
+            bool, typer.Option("--object-net", help="Also export the OGL object-saliency network (object.onnx).")
+        ] = False,
+        imagenet_weights: Annotated[
+            Path | None,
+            typer.Option(
+                "--imagenet-weights",
+                help="torchvision ImageNet ResNet-18 weights for the object network (and the visual backbone "
+                "of a --random-init export). Never downloaded.",
+            ),
+        ] = None,
+        trust_checkpoint: Annotated[
+            bool, typer.Option("--trust-checkpoint", help="Allow pickled Python objects in the checkpoint file.")
+        ] = False,
+        opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: the exporter's).")] = None,
+    ) -> None:
+        """Export a model to ONNX (visual, audio, fused; fp16 optional), check parity, write the manifest."""
+        if (checkpoint is None) == (not random_init):
+            raise InputError(
+                "export: expected exactly one of --checkpoint PATH or --random-init, got "
+                + ("both." if random_init else "neither."),
+                hint="pass the official checkpoint, or --random-init for untrained weights",
+            )
+        try:
+            import torch  # noqa: F401 - only to give the standard message when the extra is missing
+        except ImportError:
+            raise missing_extra("torch", "export", "export models to ONNX") from None
+        from vsslrt.export.pipeline import export_model
+
+        manifest = export_model(
+            model,
+            out,
+            checkpoint,
+            seed=seed,
+            precision=precision.value,
+            object_net=object_net,
+            imagenet_weights=imagenet_weights,
+            trust_checkpoint=trust_checkpoint,
+            opset=opset,
+        )
+        typer.echo(f"exported {manifest.model} ({manifest.checkpoint.label}) to {out}")
+        for graph in manifest.graphs:
+            typer.echo(f"  {graph.file:<20} {graph.role:<7} {graph.precision}")
+        for key, fig in manifest.parity.items():
+            typer.echo(
+                f"  parity {key:<12} max |diff| {fig.max_abs_diff:.2e} (<= {fig.max_abs_tolerance:.0e}), "
+                f"argmax agreement {fig.argmax_agreement:.0%}"
+            )
