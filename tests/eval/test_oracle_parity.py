@@ -102,7 +102,8 @@ def make_batch(seed: int, n: int, size: int, kind: str, with_obj: bool, with_gro
         for c in oracle.CONDITIONS:
             batch[c][0] = 0.625  # all-equal maps
         if obj is not None:
-            obj[0] = 0.25
+            obj[0] = 0.875  # all-equal OGL mixtures 0.4*0.625 + 0.6*0.875 = 0.775 > 0.5
+            obj[1] = 0.0  # and an all-zero OGL map on the empty GT: NaN kept (paper, Q12)
         for c in oracle.NEGATIVES:
             batch[c][2] = 0.0  # all-zero negatives
         batch["pos"][1] = 0.0  # empty GT and nothing on: the NaN paths of paper mode
@@ -470,8 +471,8 @@ def test_negatives_use_cv2_in_paper_mode(impl):
     align-corners bilinear columns 201-223 (23). Paper mode upsamples negatives with cv2 whatever
     `interp` is; fixed mode uses `interp` for every map."""
     ramp = np.tile((np.arange(7) / 6).astype(np.float32), (2, 7, 1))
-    pos, silence, noise, offscreen, gt = _quadrant_batch(n=2)
-    pos = np.zeros((2, 7, 7), dtype=np.float32)
+    gt = _quadrant_batch(n=2)[-1]
+    pos, noise, offscreen = _zeros(2, 7), _zeros(2, 7), _zeros(2, 7)
     silence = ramp
     evaluate = IMPLEMENTATIONS[impl]
     thresholds = {"max": 0.9, "max10": 0.9, "maxq3": 0.9}
@@ -482,3 +483,50 @@ def test_negatives_use_cv2_in_paper_mode(impl):
     for interp, columns in (("bilinear", 23), ("cv2", 35)):
         out = evaluate(pos, silence, noise, offscreen, gt, protocol="fixed", fixed=0.9, interp=interp)
         assert out["silence/pia@fixed"] == pytest.approx(100 * columns / 224, abs=1e-9), interp
+
+
+# --------------------------------------------------------------------------------------------------
+# The accumulator: chunking, per-sample maxima, batches of empty GTs
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["fixed", "paper"])
+def test_chunked_evaluation_matches_oracle(xp, protocol):
+    """Chunks that do not divide the batch, and worker threads, change nothing."""
+    batch = make_batch(321, n=7, size=14, kind="degenerate", with_obj=True, with_group=True)
+    options = dict(protocol=protocol, thresholds=_thresholds(protocol), interp="cv2")
+    want = oracle.oracle_evaluate(*batch["args"], **batch["kwargs"], **options)
+    args = tuple(xp.asarray(a) for a in batch["args"])
+    kwargs = {k: xp.asarray(v) for k, v in batch["kwargs"].items()}
+    assert_metrics_match(_evaluate(*args, **kwargs, **options, chunk_size=3, num_workers=2), want)
+
+
+def test_evaluator_max_values_match_oracle(xp):
+    from vsslrt.eval import Evaluator
+
+    batch = make_batch(5, n=6, size=7, kind="random", with_obj=False, with_group=False)
+    evaluator = Evaluator(protocol="fixed")
+    evaluator.update(*(xp.asarray(a) for a in batch["args"]))
+    maxima = evaluator.max_values()
+    want = oracle.oracle_max_values(*batch["args"][:4])
+    assert set(maxima) == set(want)
+    for cond, values in want.items():
+        np.testing.assert_array_equal(np.asarray(maxima[cond], dtype=np.float64), values)
+
+
+def test_batch_of_empty_ground_truths_matches_oracle():
+    """docs/metrics.md defines every metric for empty GTs, so a shard holding only such samples is
+    measurable (the evaluator's default input check rejects it as a likely rasterisation error)."""
+    from vsslrt.eval import Evaluator
+
+    batch = make_batch(9, n=3, size=7, kind="random", with_obj=True, with_group=True)
+    gt = np.zeros_like(batch["args"][4])
+    args = (*batch["args"][:4], gt)
+    for protocol in ("fixed", "paper"):
+        options = dict(protocol=protocol, thresholds=_thresholds(protocol))
+        evaluator = Evaluator(**options, validate=False)
+        evaluator.update(*args, **batch["kwargs"])
+        got = evaluator.compute()
+        assert_metrics_match(got, oracle.oracle_evaluate(*args, **batch["kwargs"], **options))
+        if protocol == "fixed":
+            assert got["n_empty_gt"] == 3
