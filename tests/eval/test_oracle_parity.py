@@ -81,6 +81,7 @@ def make_batch(seed: int, n: int, size: int, kind: str, with_obj: bool, with_gro
 
     - "random": dyadic values k/1024 in [-0.25, 1] (exact under cv2 upsampling), one empty GT;
     - "ties": values on the coarse lattice k/8, so that maps, thresholds and GT pixels tie;
+    - "round1": np.round(x, 1): ties on values that float32 cannot hold exactly (0.1, 0.3, ...);
     - "degenerate": all-equal maps, all-zero negatives, empty GT with an all-zero positive, a full GT;
     - "float32": unrestricted float32 values in [0, 1).
     """
@@ -90,6 +91,8 @@ def make_batch(seed: int, n: int, size: int, kind: str, with_obj: bool, with_gro
     def maps():
         if kind == "ties":
             return (rng.integers(0, 9, size=shape) / 8).astype(np.float32)
+        if kind == "round1":
+            return np.round(rng.random(shape), 1).astype(np.float32)
         if kind == "float32":
             return rng.random(shape, dtype=np.float32)
         return (rng.integers(-256, 1025, size=shape) / 1024).astype(np.float32)
@@ -128,6 +131,12 @@ def _parity_cases():
                     with_group = (k % 3) != 2
                     cases.append((protocol, interp, size, kind, with_obj, with_group, k))
                     k += 1
+    # Ties on decimal values, met by decimal thresholds.
+    for protocol in ("fixed", "paper"):
+        for interp in ("bilinear", "cv2"):
+            for size in (7, SIDE):
+                cases.append((protocol, interp, size, "round1", size == 7, True, k))
+                k += 1
     # Both optional inputs absent and both present, for every protocol.
     for protocol in ("fixed", "paper"):
         cases.append((protocol, "bilinear", 7, "random", False, False, k))
@@ -139,7 +148,13 @@ def _parity_cases():
     ]
 
 
-def _thresholds(protocol: str) -> dict:
+def _thresholds(protocol: str, kind: str = "random") -> dict:
+    if kind == "round1":
+        # float32(0.3) > 0.3 and float32(0.6) > 0.6, float32(0.7) < 0.7: a pixel equal to float32(0.3)
+        # is above the float64 0.3, yet off when the threshold meets the map in float32.
+        if protocol == "paper":
+            return {"max": 0.3, "max10": 0.7, "maxq3": 0.6}
+        return {"maxq3": 0.6, "tenth": 0.3, "seventh": 0.7}
     if protocol == "paper":
         return dict(UNIVERSAL)
     # fixed mode accepts any names; the lattice value 0.375 ties with "ties" maps.
@@ -149,7 +164,7 @@ def _thresholds(protocol: str) -> dict:
 @pytest.mark.parametrize("protocol,interp,size,kind,with_obj,with_group,seed", _parity_cases())
 def test_evaluate_matches_oracle(xp, protocol, interp, size, kind, with_obj, with_group, seed):
     batch = make_batch(seed, n=8, size=size, kind=kind, with_obj=with_obj, with_group=with_group)
-    options = dict(protocol=protocol, thresholds=_thresholds(protocol), fixed=0.5, interp=interp)
+    options = dict(protocol=protocol, thresholds=_thresholds(protocol, kind), fixed=0.5, interp=interp)
     want = oracle.oracle_evaluate(*batch["args"], **batch["kwargs"], **options)
     args = tuple(xp.asarray(a) for a in batch["args"])
     kwargs = {k: xp.asarray(v) for k, v in batch["kwargs"].items()}
