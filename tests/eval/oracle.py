@@ -110,12 +110,12 @@ def upsample(raw: np.ndarray, interp: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def median_threshold(up: np.ndarray) -> float:
+def median_threshold(up: np.ndarray) -> np.floating:
     """Value at index N//2 of the ascending sorted 224x224 map."""
     return np.sort(up, axis=None)[N_PIXELS // 2]
 
 
-def adaptive_threshold(up: np.ndarray, gt: np.ndarray) -> float:
+def adaptive_threshold(up: np.ndarray, gt: np.ndarray) -> np.floating:
     """sorted(map)[N - g], g = number of GT pixels (N//2 when the GT is empty)."""
     g = int(np.count_nonzero(gt))
     if g == 0:

@@ -185,7 +185,7 @@ def test_evaluate_matches_oracle_on_unrestricted_float32(xp, protocol, interp, s
     assert_metrics_match(_evaluate(*args, **kwargs, **options), want)
 
 
-def test_fixed_mode_grid_and_fixed_threshold_options(xp):
+def test_non_default_fixed_threshold_matches_oracle(xp):
     """A non-default fixed threshold reaches every fixed-threshold key on both sides."""
     batch = make_batch(77, n=6, size=7, kind="ties", with_obj=True, with_group=True)
     for protocol in ("fixed", "paper"):
