@@ -53,5 +53,5 @@ def evaluate(
     evaluator = Evaluator(
         protocol, thresholds, fixed, interp, chunk_size=chunk_size, num_workers=num_workers
     )
-    evaluator.update(pos, silence, noise, offscreen, gt, obj=obj, group=group, _source="evaluate")
+    evaluator.update(pos, silence, noise, offscreen, gt, obj=obj, group=group, _source="evaluate", _require_gt=True)
     return evaluator.compute()

@@ -118,6 +118,7 @@ class Evaluator:
         group: Any = None,
         sample_ids: Any = None,
         _source: str = "Evaluator.update",
+        _require_gt: bool = False,
     ) -> Evaluator:
         """Measure one batch.
 
@@ -138,7 +139,16 @@ class Evaluator:
         """
         if self.validate:
             info = validate_maps(
-                pos, silence, noise, offscreen, gt, obj=obj, group=group, source=_source, check_finite=False
+                pos,
+                silence,
+                noise,
+                offscreen,
+                gt,
+                obj=obj,
+                group=group,
+                source=_source,
+                check_finite=False,
+                require_gt=_require_gt,
             )
             xp, n = info.xp, info.n
         else:
@@ -181,9 +191,12 @@ class Evaluator:
         def one(start: int) -> dict[str, Any]:
             stop = min(start + chunk, n)
             part = {c: raw[c][start:stop] for c in CONDITIONS}
-            return batch_scalars(
-                part, gt[start:stop], None if obj is None else obj[start:stop], self.config, xp=xp
-            )
+            # NaN/inf maps are refused right after measuring (their max/min show them); until then
+            # NumPy must not warn about the arithmetic on them. errstate is per thread.
+            with np.errstate(all="ignore"):
+                return batch_scalars(
+                    part, gt[start:stop], None if obj is None else obj[start:stop], self.config, xp=xp
+                )
 
         workers = self.num_workers or min(MAX_DEFAULT_WORKERS, _available_cpus())
         if numpy_inputs and workers > 1 and len(starts) > 1:

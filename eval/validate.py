@@ -54,6 +54,7 @@ def validate_maps(
     group: Any = None,
     source: str = "evaluate",
     check_finite: bool = True,
+    require_gt: bool = True,
 ) -> BatchInfo:
     """Check one batch of heatmaps against the contract of docs/metrics.md.
 
@@ -65,6 +66,9 @@ def validate_maps(
         source: the subject of error messages (a file name or the calling function).
         check_finite: scan the maps for NaN/inf. The evaluator turns it off and checks the
             per-sample max/min it computes anyway (`check_finite_extremes`). Defaults to True.
+        require_gt: refuse a batch whose GT is empty for every sample (surely a rasterisation
+            bug for a whole dataset; a shard of an accumulating evaluator may legitimately be so).
+            Defaults to True.
 
     Returns:
         The batch size and the array namespace shared by the inputs.
@@ -136,7 +140,7 @@ def validate_maps(
             check_finite_extremes(name, xp.max(rows, axis=1), xp.min(rows, axis=1), source=source, xp=xp)
 
     marked = xp.any(gt) if xp.isdtype(gt.dtype, "bool") else xp.any(gt != 0)
-    if not bool(marked):
+    if require_gt and not bool(marked):
         raise InputError(
             f"{source}: expected field 'gt' to mark at least one pixel, got an empty ground truth for all "
             f"{n} samples.",
