@@ -34,7 +34,7 @@ from vsslrt.eval.validate import check_batch_fields, check_finite_extremes, vali
 # Samples per chunk. On a CPU a chunk's maps and masks should stay near the cache (a 224x224 float32
 # map is 200 KB, and each threshold column adds a 50 KB mask per map); on a GPU larger chunks
 # amortise kernel launches while bounding device memory (about 3 MB per sample and column set).
-DEFAULT_CHUNK_NUMPY = 16
+DEFAULT_CHUNK_NUMPY = 8
 DEFAULT_CHUNK_CUPY = 256
 MAX_DEFAULT_WORKERS = 4
 
