@@ -291,10 +291,12 @@ def _finish(y: np.ndarray, spec: AudioFrontend, rate: int) -> np.ndarray:
 # Stage 2: batched spectrograms
 
 
-def _compress(power: np.ndarray, spec: AudioFrontend) -> np.ndarray:
+def _compress_inplace(power: np.ndarray, spec: AudioFrontend) -> np.ndarray:
+    """log(S + eps) or dB, overwriting `power` (a temporary of ours)."""
     if spec.compression == "ln":
-        return np.log(power + spec.log_eps)
-    return spectral.amplitude_to_db(power)
+        power += spec.log_eps
+        return np.log(power, out=power)
+    return spectral.amplitude_to_db(power, inplace=True)
 
 
 def spectrogram_inputs(
@@ -363,11 +365,14 @@ def _transform_group(x: np.ndarray, rate: int, spec: AudioFrontend, flags: list[
         power = spectral.psd_spectrogram(x, rate, nperseg=spec.nperseg, noverlap=spec.noverlap, first_frame=first, n_frames=count)
     else:
         power = spectral.mel_power_spectrogram(x, rate, n_fft=spec.n_fft, hop_length=spec.hop_length, n_mels=spec.n_mels)
-    values = np.where(np.asarray(flags)[:, None, None], _compress(power, spec), power)
-    if spec.divisor != 1.0:
-        values = values / spec.divisor
+    chosen = np.asarray(flags, dtype=bool)
+    if chosen.all():
+        _compress_inplace(power, spec)
+    elif chosen.any():
+        power[chosen] = _compress_inplace(power[chosen], spec)
     out = np.zeros((x.shape[0], power.shape[1], width), dtype=np.float32)
-    out[:, :, pad_left : pad_left + count] = values
+    # The division writes straight into the float32 output (one pass instead of divide + cast).
+    np.divide(power, spec.divisor, out=out[:, :, pad_left : pad_left + count], casting="same_kind")
     return out
 
 

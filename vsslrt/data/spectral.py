@@ -14,8 +14,10 @@ Two transforms are needed by the model families:
 window's L2 norm, sqrt(sum(w**2)), so the power spectrogram is |X|**2 / sum(w**2). (The other
 option, "frame_length", divides by sqrt(n_fft) inside torch.stft and is not used by any model here.)
 
-Both functions work in float64 (as the reference does for the scipy families) and process the batch
-in row chunks so that memory stays bounded for long batches.
+Both functions work in float64 (as the reference does for the scipy families). One call handles a
+whole batch, but internally walks it in chunks of about 2 MiB of frames: every stage (detrend,
+window, FFT, power) is memory-bound, and keeping a chunk in cache measured 3-5x faster per clip than
+framing a 64-clip batch at once (which was no faster than scipy's per-clip loop).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import functools
 
 import numpy as np
 
-# Rows of (frames x nperseg) float64 handled per FFT call: about 64 MiB of frames.
-_CHUNK_BYTES = 64 * 1024 * 1024
+# Bytes of float64 frames handled per FFT call (a few clips): small enough to stay in cache.
+_CHUNK_BYTES = 2 * 1024 * 1024
 
 
 def frame_count(n_samples: int, nperseg: int, noverlap: int) -> int:
@@ -105,21 +107,32 @@ def psd_spectrogram(
     if n_frames == 0 or x.shape[0] == 0:
         return out
     win = tukey_window(nperseg)
-    scale = 1.0 / (fs * float(np.sum(win * win)))
+    scale = _density_scale(nperseg, float(fs))
     for rows in _row_chunks(x.shape[0], n_frames * nperseg * 8):
         frames = _frames(x[rows], nperseg, step, first_frame, n_frames)
         # detrend='constant' removes each frame's mean before windowing, as scipy does.
         centred = frames - frames.mean(axis=-1, keepdims=True)
-        spec = fft.rfft(centred * win, n=nperseg, axis=-1)
-        power = spec.real * spec.real + spec.imag * spec.imag
+        centred *= win
+        spec = fft.rfft(centred, n=nperseg, axis=-1)
+        power = spec.real * spec.real
+        power += spec.imag * spec.imag
         power *= scale
-        # One-sided density: every bin but DC (and Nyquist for an even FFT) carries twice the power.
-        if nperseg % 2 == 0:
-            power[..., 1:-1] *= 2.0
-        else:
-            power[..., 1:] *= 2.0
         out[rows] = np.swapaxes(power, 1, 2)
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _density_scale(nperseg: int, fs: float) -> np.ndarray:
+    """Per-bin factor of scaling='density', one-sided: 1 / (fs * sum(w^2)), doubled for every bin but
+    DC (and Nyquist for an even FFT), which carry the power of their negative-frequency twins."""
+    win = tukey_window(nperseg)
+    factor = np.full(nperseg // 2 + 1, 1.0 / (fs * float(np.sum(win * win))))
+    if nperseg % 2 == 0:
+        factor[1:-1] *= 2.0
+    else:
+        factor[1:] *= 2.0
+    factor.setflags(write=False)
+    return factor
 
 
 def _hz_to_mel_htk(freq: np.ndarray | float) -> np.ndarray:
@@ -156,6 +169,15 @@ def mel_filterbank(n_freqs: int, sample_rate: int, n_mels: int, f_min: float = 0
     return bank
 
 
+@functools.lru_cache(maxsize=16)
+def _sparse_mel_bank(n_freqs: int, sample_rate: int, n_mels: int):
+    """The filterbank transposed, (n_mels, n_freqs), as a CSR matrix: each triangle covers a few bins
+    (509 non-zeros of 257 x 257 at 16 kHz), so the product is ~20x cheaper than a dense one."""
+    from scipy import sparse
+
+    return sparse.csr_matrix(mel_filterbank(n_freqs, sample_rate, n_mels).T)
+
+
 def mel_power_spectrogram(
     signals: np.ndarray,
     sample_rate: int,
@@ -187,18 +209,25 @@ def mel_power_spectrogram(
     n_frames = 1 + x.shape[1] // hop_length
     win = hann_window(n_fft)
     norm = 1.0 / float(np.sum(win * win))  # |X / ||w|| |^2: torchaudio's window normalisation
-    bank = mel_filterbank(n_fft // 2 + 1, int(sample_rate), n_mels)
+    bank_t = _sparse_mel_bank(n_fft // 2 + 1, int(sample_rate), n_mels)
     out = np.empty((x.shape[0], n_mels, n_frames), dtype=np.float64)
-    for rows in _row_chunks(x.shape[0], (x.shape[1] + 2 * pad) * 8 + n_frames * n_fft * 8):
+    for rows in _row_chunks(x.shape[0], n_frames * n_fft * 8):
         padded = np.pad(x[rows], ((0, 0), (pad, pad)), mode="reflect")
         frames = _frames(padded, n_fft, hop_length, 0, n_frames)
         spec = fft.rfft(frames * win, n=n_fft, axis=-1)
         power = spec.real * spec.real + spec.imag * spec.imag
         power *= norm
-        out[rows] = np.swapaxes(power @ bank, 1, 2)
+        for i, clip_power in enumerate(power):  # (frames, bins) -> (mels, frames)
+            out[rows.start + i] = bank_t @ clip_power.T
     return out
 
 
-def amplitude_to_db(power: np.ndarray, amin: float = 1e-10) -> np.ndarray:
-    """torchaudio's AmplitudeToDB(stype='power', top_db=None): 10 * log10(max(x, amin))."""
-    return 10.0 * np.log10(np.maximum(power, amin))
+def amplitude_to_db(power: np.ndarray, amin: float = 1e-10, *, inplace: bool = False) -> np.ndarray:
+    """torchaudio's AmplitudeToDB(stype='power', top_db=None): 10 * log10(max(x, amin)).
+
+    With `inplace`, `power` (a float array) is overwritten with the result (saves two temporaries).
+    """
+    out = np.maximum(power, amin, out=power if inplace else None)
+    np.log10(out, out=out)
+    out *= 10.0
+    return out
