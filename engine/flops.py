@@ -128,13 +128,27 @@ def _prod(dims: tuple[int, ...]) -> int:
     return result
 
 
-def measure_peak_gflops(*, library: str = "numpy", size: int = 4096, repeats: int = 3) -> float:
-    """Best GFLOP/s of a size x size fp32 matrix product (2 * size^3 FLOPs) over `repeats` runs.
+@dataclass(frozen=True)
+class PeakMeasurement:
+    """A measured matmul peak: wall-clock GFLOP/s and GFLOP per process CPU second.
+
+    On a machine shared with other work, the wall rate moves with the load; the rate per CPU
+    second (all threads of this process) says how fast the library computes on the cores it gets.
+    """
+
+    library: str
+    size: int
+    gflops: float
+    gflops_per_cpu_second: float
+
+
+def measure_peak(*, library: str = "numpy", size: int = 4096, repeats: int = 3) -> PeakMeasurement:
+    """Time a size x size fp32 matrix product (2 * size^3 FLOPs) `repeats` times after a warm-up.
 
     Args:
         library: "numpy" (CPU, through NumPy's BLAS) or "cupy" (GPU, synchronised). Defaults to "numpy".
         size: Matrix side. Defaults to 4096 (large enough to reach BLAS peak on a CPU).
-        repeats: Timed runs after one untimed warm-up run; the fastest counts. Defaults to 3.
+        repeats: Timed runs after one untimed warm-up run; the fastest gives `gflops`. Defaults to 3.
     """
     if library not in ("numpy", "cupy"):
         raise InputError(f"peak: expected library to be numpy or cupy, got {library!r}.")
@@ -152,10 +166,18 @@ def measure_peak_gflops(*, library: str = "numpy", size: int = 4096, repeats: in
     out = xp.empty((size, size), dtype=np.float32)
     xp.matmul(a, b, out=out)
     sync()
+    flops = 2.0 * size**3
     best = float("inf")
+    cpu_start = time.process_time()
     for _ in range(repeats):
         start = time.perf_counter()
         xp.matmul(a, b, out=out)
         sync()
         best = min(best, time.perf_counter() - start)
-    return 2.0 * size**3 / best / 1e9
+    cpu = max(time.process_time() - cpu_start, 1e-9)
+    return PeakMeasurement(library, size, flops / best / 1e9, flops * repeats / cpu / 1e9)
+
+
+def measure_peak_gflops(*, library: str = "numpy", size: int = 4096, repeats: int = 3) -> float:
+    """Best wall-clock GFLOP/s of a size x size fp32 matrix product (see `measure_peak`)."""
+    return measure_peak(library=library, size=size, repeats=repeats).gflops

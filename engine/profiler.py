@@ -181,6 +181,14 @@ class LatencyReport:
     environment: dict[str, Any] = field(default_factory=dict)
     gflops_per_sample: float | None = None
     peak_gflops: float | None = None
+    process_cpu_time: float | None = None
+
+    @property
+    def cpu_utilisation(self) -> float | None:
+        """Process CPU seconds per wall second while measuring (about the number of busy cores)."""
+        if self.process_cpu_time is None or self.total_host_walltime <= 0:
+            return None
+        return self.process_cpu_time / self.total_host_walltime
 
     @property
     def throughput_qps(self) -> float:
@@ -204,6 +212,8 @@ class LatencyReport:
             "iterations": self.iterations,
             "warmup": {"iterations": self.warmup_iterations, "duration_ms": self.warmup_seconds * 1e3},
             "total_host_walltime_s": self.total_host_walltime,
+            "process_cpu_time_s": self.process_cpu_time,
+            "cpu_utilisation": self.cpu_utilisation,
             "throughput_qps": self.throughput_qps,
             "throughput_samples_per_s": self.samples_per_second,
             "latency_ms": self.latency.to_json_ms(),
@@ -222,6 +232,7 @@ def profile(
     batch_size: int,
     settings: ProfileSettings | None = None,
     clock: Clock = time.perf_counter,
+    cpu_clock: Clock = time.process_time,
     environment: dict[str, Any] | None = None,
     gflops_per_sample: float | None = None,
     peak_gflops: float | None = None,
@@ -234,6 +245,9 @@ def profile(
         batch_size: Samples per iteration (for throughput).
         settings: Warm-up and measurement limits. Defaults to ProfileSettings().
         clock: Seconds clock. Defaults to time.perf_counter.
+        cpu_clock: Process CPU-time clock (all threads), read around the measured phase; on a
+            shared machine CPU time per iteration is steadier than wall time. Defaults to
+            time.process_time.
         environment: The environment block to attach (see `environment_block`). Defaults to none.
         gflops_per_sample: Model GFLOPs per sample, for the achieved GFLOP/s. Defaults to unknown.
         peak_gflops: The machine's measured peak, for the fraction of peak. Defaults to unknown.
@@ -251,7 +265,7 @@ def profile(
 
     latencies: list[float] = []
     stage_samples: dict[str, list[float]] = {}
-    start = clock()
+    start, cpu_start = clock(), cpu_clock()
     while True:
         timer = StageTimer(clock)
         t0 = clock()
@@ -264,6 +278,7 @@ def profile(
         if done or capped:
             break
     total = clock() - start
+    cpu_total = cpu_clock() - cpu_start
     return LatencyReport(
         batch_size=batch_size,
         iterations=len(latencies),
@@ -275,6 +290,7 @@ def profile(
         environment=dict(environment or {}),
         gflops_per_sample=gflops_per_sample,
         peak_gflops=peak_gflops,
+        process_cpu_time=cpu_total,
     )
 
 

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from vsslrt.engine.flops import count_flops, measure_peak_gflops
+from vsslrt.engine.flops import count_flops, measure_peak, measure_peak_gflops
 from vsslrt.errors import InputError
 
 
@@ -77,5 +77,7 @@ def test_symbolic_non_batch_dimension_is_refused(models_dir):
 
 def test_peak_is_a_positive_rate():
     assert measure_peak_gflops(size=128, repeats=2) > 0.1
+    peak = measure_peak(size=128, repeats=2)
+    assert peak.library == "numpy" and peak.size == 128 and peak.gflops_per_cpu_second > 0
     with pytest.raises(InputError, match="numpy or cupy"):
         measure_peak_gflops(library="torch")

@@ -94,9 +94,10 @@ def test_stages_and_json_fields():
     clock = FakeClock()
     settings = ProfileSettings(warmup_iterations=1, warmup_seconds=0, min_iterations=4, min_seconds=0)
     durations = [9.0, 0.004, 0.008, 0.004, 0.008]
+    cpu = iter([10.0, 10.048])  # two busy threads: twice the 24 ms measured wall time
     report = profile(
         stepper(clock, durations, stages=True), batch_size=2, settings=settings, clock=clock,
-        environment={"backend": "ort"}, gflops_per_sample=1.5, peak_gflops=100.0,
+        cpu_clock=lambda: next(cpu), environment={"backend": "ort"}, gflops_per_sample=1.5, peak_gflops=100.0,
     )
     assert set(report.stages) == {"h2d", "compute"}
     assert report.stages["h2d"].mean == pytest.approx(0.0015)
@@ -110,6 +111,7 @@ def test_stages_and_json_fields():
     assert data["achieved_gflops_per_s"] == pytest.approx(1.5 * 2 * 4 / 0.024)
     assert data["fraction_of_peak"] == pytest.approx(1.5 * 2 * 4 / 0.024 / 100.0)
     assert data["warmup"] == {"iterations": 1, "duration_ms": pytest.approx(9000.0)}
+    assert data["process_cpu_time_s"] == pytest.approx(0.048) and data["cpu_utilisation"] == pytest.approx(2.0)
     assert data["environment"] == {"backend": "ort"}
 
 
