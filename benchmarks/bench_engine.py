@@ -186,16 +186,22 @@ def export_pair(work: Path):
 
 
 def tune_ort(visual_onnx, audio_onnx, audio_shape, batch, args, gflops, peak, peak_cpu) -> list[dict]:
-    """Throughput of OrtRunner session variants at one batch size (defaults marked)."""
+    """Throughput of OrtRunner session variants at one batch size.
+
+    The variants run interleaved (one iteration of each per round, for several rounds), so a
+    change in the machine's load during the measurement hits every variant alike.
+    """
+    import statistics
+    import time
+    from contextlib import ExitStack
+
     import numpy as np
 
     from vsslrt.engine.ort_runner import OrtRunner
-    from vsslrt.engine.profiler import ProfileSettings, profile
 
     rng = np.random.default_rng(1)
     image = rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)
     audio = rng.standard_normal((batch, *audio_shape), dtype=np.float32)
-    settings = ProfileSettings(warmup_seconds=0.5, warmup_iterations=1, min_iterations=5, min_seconds=min(args.seconds, 3.0))
     variants = [
         {"intra_op_num_threads": args.threads},
         {"intra_op_num_threads": 1},
@@ -204,15 +210,37 @@ def tune_ort(visual_onnx, audio_onnx, audio_shape, batch, args, gflops, peak, pe
         {"intra_op_num_threads": args.threads, "execution_mode": "parallel"},
         {"intra_op_num_threads": args.threads, "allow_spinning": True},
     ]
+    rounds = max(3, args.iterations // 2)
+    walls: list[list[float]] = [[] for _ in variants]
+    cpus: list[float] = [0.0 for _ in variants]
+    with ExitStack() as stack:
+        runners = [
+            (stack.enter_context(OrtRunner(visual_onnx, **o)), stack.enter_context(OrtRunner(audio_onnx, **o)))
+            for o in variants
+        ]
+        for v_run, a_run in runners:  # warm-up
+            for _ in range(2):
+                v_run.infer({"image": image})
+                a_run.infer({"audio": audio})
+        for _ in range(rounds):
+            for i, (v_run, a_run) in enumerate(runners):
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                v_run.infer({"image": image}, check_inputs=False)
+                a_run.infer({"audio": audio}, check_inputs=False)
+                walls[i].append(time.perf_counter() - wall0)
+                cpus[i] += time.process_time() - cpu0
     rows = []
-    for options in variants:
-        with OrtRunner(visual_onnx, **options) as v_run, OrtRunner(audio_onnx, **options) as a_run:
-            report = profile(lambda t: _ort_step(t, v_run, a_run, image, audio), batch_size=batch, settings=settings,
-                             gflops_per_sample=gflops, peak_gflops=peak)
-        row = {"options": options, "median_ms": report.latency.median * 1e3, "samples_per_s": report.samples_per_second,
-               "fraction_of_peak": report.achieved_gflops / peak,
-               "fraction_of_peak_per_cpu_second": _per_cpu_second(report, gflops) / peak_cpu,
-               "cpu_utilisation": report.cpu_utilisation}
+    for options, wall, cpu in zip(variants, walls, cpus):
+        median = statistics.median(wall)
+        row = {
+            "options": options,
+            "rounds": rounds,
+            "median_ms": median * 1e3,
+            "samples_per_s": batch / median,
+            "fraction_of_peak": gflops * batch / median / peak,
+            "fraction_of_peak_per_cpu_second": gflops * batch * len(wall) / cpu / peak_cpu,
+            "cpu_utilisation": cpu / sum(wall),
+        }
         rows.append(row)
         print(f"tune batch {batch}: {options}: {row['median_ms']:.1f} ms, {row['samples_per_s']:.1f} samples/s, "
               f"{row['fraction_of_peak']:.1%} of peak, {row['fraction_of_peak_per_cpu_second']:.1%} per CPU second, "

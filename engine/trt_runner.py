@@ -72,7 +72,7 @@ class TrtRunner(Runner):
         self._reset()
 
     def _reset(self) -> None:
-        self._trt = self._cupy = self._engine = self._context = self._stream = None
+        self._trt = self._cupy = self._runtime = self._engine = self._context = self._stream = None
         self._buffers: dict[str, Any] = {}
         self._inputs: dict[str, TensorSpec] = {}
         self._outputs: list[str] = []
@@ -98,8 +98,8 @@ class TrtRunner(Runner):
                 f"{self.engine_path}: expected TensorRT {trt.__version__} to deserialize the engine, got None.",
                 hint="rebuild the engine with `vsslrt build` on this machine",
             )
-        self._trt, self._cupy, self._engine = trt, cupy, engine
-        self._runtime = runtime
+        # The runtime must outlive the engine it deserialized.
+        self._trt, self._cupy, self._runtime, self._engine = trt, cupy, runtime, engine
         self._stream = cupy.cuda.Stream(non_blocking=True)
         self._context = engine.create_execution_context()
         self._allocate()
@@ -157,7 +157,6 @@ class TrtRunner(Runner):
         if self._stream is not None:
             self._stream.synchronize()
         self._reset()
-        self._runtime = None
 
     def input_specs_impl(self) -> dict[str, TensorSpec]:
         return dict(self._inputs)
