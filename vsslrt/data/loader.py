@@ -37,7 +37,7 @@ from vsslrt.data.frontends import (
     silence_input,
     spectrogram_inputs,
 )
-from vsslrt.data.images import IMAGE_SIZE, decode_image, image_batch
+from vsslrt.data.images import IMAGE_SIZE, decode_image, preprocess_image
 from vsslrt.data.negatives import noise_signal, offscreen_plan
 from vsslrt.errors import DataError, InputError
 
@@ -127,7 +127,8 @@ def build_batch(job: _Job) -> Batch:
     for k, sample in enumerate(job.samples):
         try:
             try:
-                rgb = decode_image(sample.image)
+                # Preprocessed at once: a batch never holds its full-size decoded images.
+                image = preprocess_image(decode_image(sample.image), job.image_size)
             except DataError as exc:
                 raise _SampleFailed(sample.image, exc) from None
             signal, rate = _signal(sample.audio, cache, job, "positive")
@@ -138,7 +139,7 @@ def build_batch(job: _Job) -> Batch:
             skipped.append(SkippedSample(sample.index, sample.name, str(failure.file), failure.error.one_line()))
             continue
         kept.append(k)
-        images.append(rgb)
+        images.append(image)
         positives.append(signal)
         rates.append(rate)
         for r, off in enumerate(offs):
@@ -168,7 +169,7 @@ def build_batch(job: _Job) -> Batch:
         indices=np.array([s.index for s in samples], dtype=np.int64),
         names=[s.name for s in samples],
         groups=np.array([s.group for s in samples], dtype=np.int64),
-        images=image_batch(images, job.image_size),
+        images=np.stack(images),
         positive=inputs[:n],
         offscreen=inputs[n : n + n_off].reshape(per_set) if job.offscreen_inputs else None,
         offscreen_index=np.array([[job.offscreen[r][k].index for k in kept] for r in range(repeats)], dtype=np.int64).reshape(repeats, n),
@@ -214,6 +215,15 @@ def _run_job(job: _Job) -> Batch | _Failure:
         return build_batch(job)
     except DataError as exc:
         return _Failure(exc.message, exc.hint)
+
+
+def _process_context():
+    """forkserver where available: forking the caller directly could copy the locks of live runtime
+    threads (ONNX Runtime, BLAS pools) into the workers; the fork server starts from a clean process."""
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method)
 
 
 class BatchLoader:
@@ -332,7 +342,7 @@ class BatchLoader:
                     yield batch
             return
         if self.executor == "process":
-            pool: cf.Executor = cf.ProcessPoolExecutor(max_workers=self.workers)
+            pool: cf.Executor = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=_process_context())
         else:
             pool = cf.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vsslrt-data")
         pending: deque[cf.Future] = deque()
