@@ -21,7 +21,7 @@ import numpy as np
 
 from vsslrt.errors import InputError
 
-_state = threading.local()
+_FAST_PATHS = [True]  # process-wide (worker threads must see it too); a testing switch
 # NumPy 2.1 has every standard function the evaluator uses (astype with copy=, isdtype, concat,
 # unique_values, device= keywords) in its main namespace.
 _NUMPY_IS_STANDARD = tuple(int(p) for p in np.__version__.split(".")[:2]) >= (2, 1)
@@ -29,18 +29,22 @@ _NUMPY_IS_STANDARD = tuple(int(p) for p in np.__version__.split(".")[:2]) >= (2,
 
 def fast_paths_enabled() -> bool:
     """Whether NumPy inputs take the NumPy-specific fast paths (the default)."""
-    return getattr(_state, "fast", True)
+    return _FAST_PATHS[0]
 
 
 @contextlib.contextmanager
 def use_fast_paths(enabled: bool) -> Iterator[None]:
-    """Temporarily enable or disable the NumPy fast paths in this thread (tests use it)."""
-    previous = fast_paths_enabled()
-    _state.fast = enabled
+    """Temporarily enable or disable the NumPy fast paths, process-wide (tests use it).
+
+    Disabled, NumPy arrays take the generic path through array-api-compat's namespace: the code
+    CuPy runs, testable without a GPU.
+    """
+    previous = _FAST_PATHS[0]
+    _FAST_PATHS[0] = enabled
     try:
         yield
     finally:
-        _state.fast = previous
+        _FAST_PATHS[0] = previous
 
 
 def library_name(array: Any) -> str | None:
@@ -83,8 +87,10 @@ def namespace(fields: Mapping[str, Any], *, subject: str) -> Any:
         )
     if not arrays:
         raise InputError(f"{subject}: expected at least one array, got none.")
-    if set(by_library) == {"numpy"} and _NUMPY_IS_STANDARD:
-        return np  # NumPy >= 2.1 is the standard namespace itself: no wrapper calls in the hot loop
+    if set(by_library) == {"numpy"} and _NUMPY_IS_STANDARD and fast_paths_enabled():
+        # NumPy >= 2.1 is the standard namespace itself: no wrapper calls in the hot loop. With the
+        # fast paths off (tests), NumPy goes through array-api-compat's wrapper, as CuPy does.
+        return np
     return array_api_compat.array_namespace(*arrays)
 
 

@@ -131,3 +131,14 @@ def test_candidate_grid():
     np.testing.assert_allclose(grid, np.arange(11) / 10)
     with pytest.raises(InputError):
         candidate_grid((1.0, 0.0))
+
+
+def test_sweep_generic_path_equals_fast_path():
+    from vsslrt.eval._xp import use_fast_paths
+
+    pos, neg, gt = _sweep_batch()
+    fast = sweep_curves(Evaluator(sweep=[0.2, 0.55, 0.7]).update(pos, neg, neg, neg, gt))
+    with use_fast_paths(False):
+        generic = sweep_curves(Evaluator(sweep=[0.2, 0.55, 0.7]).update(pos, neg, neg, neg, gt))
+    for key, value in fast.items():
+        np.testing.assert_array_equal(generic[key], value)

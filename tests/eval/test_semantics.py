@@ -30,6 +30,15 @@ def with_box_value(inside, outside, n=1, **kw):
     return m
 
 
+def run(xp, *arrays, **kwargs):
+    """evaluate() on arrays moved to the namespace under test (NumPy, or CuPy on a GPU)."""
+    moved = [xp.asarray(a) for a in arrays]
+    for key in ("obj", "group"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = xp.asarray(kwargs[key])
+    return evaluate(*moved, **kwargs)
+
+
 def test_key_sets_are_exactly_the_documented_ones():
     gt = box(2)
     maps = [np.random.default_rng(i).random((2, 7, 7), dtype=np.float32) for i in range(5)]
@@ -52,32 +61,32 @@ def test_paper_keys_keep_the_reference_spelling():
     assert "pIA_Noise_OGL" not in keys and "pIA_OffScreen_ThrCIoU_Adap" not in keys
 
 
-def test_strict_threshold_and_sort_index_thresholds():
+def test_strict_threshold_and_sort_index_thresholds(xp):
     # Positive: 0.9 in the box (3,000 px), 0.1 elsewhere. Median = 0.1 -> the box is on: IoU 1.
     # Adaptive = sorted[N - g] = 0.9 itself -> strict '>' leaves nothing on: IoU 0 (Q21).
     pos = with_box_value(0.9, 0.1)
     zeros = flat(0.0)
-    out = evaluate(pos, zeros, zeros, zeros, box())
+    out = run(xp, pos, zeros, zeros, zeros, box())
     assert out["pos/miou@median"] == 100.0 and out["pos/ciou@median"] == 100.0
     assert out["pos/miou@adaptive"] == 0.0 and out["pos/ciou@adaptive"] == 0.0
     assert out["pos/miou@fixed"] == 100.0
 
 
-def test_iou_counts_false_positives_in_the_denominator():
+def test_iou_counts_false_positives_in_the_denominator(xp):
     pos = with_box_value(0.9, 0.1)
     pos[0, 20:70, 90:150] = 0.9  # 50x60 px on outside a 50x60 box
-    out = evaluate(pos, flat(0.0), flat(0.0), flat(0.0), box())
+    out = run(xp, pos, flat(0.0), flat(0.0), flat(0.0), box())
     assert out["pos/miou@fixed"] == pytest.approx(100.0 * 3000 / 6000)
     assert out["pos/ciou@fixed"] == 100.0  # IoU 0.5 counts as a success (>=)
 
 
-def test_pia_and_aoc_of_known_areas():
+def test_pia_and_aoc_of_known_areas(xp):
     silence = flat(0.0)
     silence[0, :112, :] = 0.7  # half the image above 0.5
     noise = flat(0.7)  # the whole image
     off = flat(0.0)  # nothing
     pos = with_box_value(0.9, 0.1)
-    out = evaluate(pos, silence, noise, off, box())
+    out = run(xp, pos, silence, noise, off, box())
     assert out["silence/pia@fixed"] == 50.0 and out["noise/pia@fixed"] == 100.0 and out["offscreen/pia@fixed"] == 0.0
     grid = threshold_grid("fixed")
     assert out["silence/aoc@fixed"] == pytest.approx(100 * np.trapezoid((grid >= 0.5).astype(float), grid))
@@ -87,37 +96,37 @@ def test_pia_and_aoc_of_known_areas():
     assert out["silence/pia@median"] == 50.0 and out["silence/pia@adaptive"] == 0.0
 
 
-def test_pair_iou_rules():
+def test_pair_iou_rules(xp):
     pos = with_box_value(0.9, 0.1)
     silence = flat(0.0)  # empty at 0.5
     noise = flat(0.0)  # empty too
     off = with_box_value(0.9, 0.1, y=(20, 70), x=(60, 120))  # half-overlapping the positive
-    out = evaluate(pos, silence, noise, off, box())
+    out = run(xp, pos, silence, noise, off, box())
     assert out["iou/pos_silence@fixed"] == 0.0  # B empty, A not: 0
     assert out["iou/silence_noise@fixed"] == 100.0  # both empty: 1
     assert out["iou/silence_offscreen@fixed"] == 0.0  # A empty, B not: 0
     assert out["iou/pos_offscreen@fixed"] == pytest.approx(100 * 1500 / 4500)
 
 
-def test_thresholds_meet_float32_maps_in_float32():
+def test_thresholds_meet_float32_maps_in_float32(xp):
     # float32(0.6) = 0.60000002 > 0.6 in float64, but not > float32(0.6): the map's dtype decides.
     pos = with_box_value(np.float32(0.6), 0.1)
-    out = evaluate(pos, flat(0.0), flat(0.0), flat(0.0), box(), thresholds={"t": 0.6})
+    out = run(xp, pos, flat(0.0), flat(0.0), flat(0.0), box(), thresholds={"t": 0.6})
     assert out["pos/miou@t"] == 0.0
-    out64 = evaluate(pos.astype(np.float64), flat(0.0), flat(0.0), flat(0.0), box(), thresholds={"t": 0.6})
+    out64 = run(xp, pos.astype(np.float64), flat(0.0), flat(0.0), flat(0.0), box(), thresholds={"t": 0.6})
     assert out64["pos/miou@t"] == 100.0
 
 
-def test_fixed_mode_empty_gt_scores_zero_and_is_counted():
+def test_fixed_mode_empty_gt_scores_zero_and_is_counted(xp):
     pos = with_box_value(0.9, 0.1, n=2)
     gt = box(2)
     gt[1] = False
-    out = evaluate(pos, flat(0.0, 2), flat(0.0, 2), flat(0.0, 2), gt)
+    out = run(xp, pos, flat(0.0, 2), flat(0.0, 2), flat(0.0, 2), gt)
     assert out["n_empty_gt"] == 1.0 and out["n_samples"] == 2.0
     assert out["pos/miou@fixed"] == 50.0  # sample 0 has IoU 1, the empty-GT sample 0
 
 
-def test_paper_nan_policies():
+def test_paper_nan_policies(xp):
     # Sample 1: empty GT and an all-zero positive -> IoU 0/0 = NaN at every constant threshold.
     pos = with_box_value(0.9, 0.1, n=2)
     pos[1] = 0.0
@@ -125,7 +134,7 @@ def test_paper_nan_policies():
     gt[1] = False
     z = flat(0.0, 2)
     obj = flat(0.0, 2)
-    out = evaluate(pos, z, z, z, gt, obj=obj, protocol="paper", thresholds=PAPER)
+    out = run(xp, pos, z, z, z, gt, obj=obj, protocol="paper", thresholds=PAPER)
     assert out["CIoU_05"] == 50.0  # WOGL: NaN -> 0, then mean of (1, 0)
     assert math.isnan(out["CIoU_05_OGL"])  # OGL keeps NaN: the mean is NaN
     # AUC: NaN replaced by 0 still passes x_0 = 0 (WOGL); NaN fails everywhere (OGL)
@@ -133,12 +142,12 @@ def test_paper_nan_policies():
     assert out["AUC_05"] == pytest.approx(100 * np.trapezoid(np.where(grid <= 0, 1.0, 0.5), grid))
 
 
-def test_paper_pooled_ciou_mixes_five_thresholds():
+def test_paper_pooled_ciou_mixes_five_thresholds(xp):
     # Positive 0.62 in the box, 0.05 outside: IoU 1 at t_med (0.05), fixed 0.5, max 0.6;
     # IoU 0/g = 0 at max10 0.66 and maxq3 0.63 -> pooled success 3/5.
     pos = with_box_value(0.62, 0.05)
     z = flat(0.0)
-    out = evaluate(pos, z, z, z, box(), protocol="paper", thresholds=PAPER)
+    out = run(xp, pos, z, z, z, box(), protocol="paper", thresholds=PAPER)
     assert out["CIoU"] == pytest.approx(60.0)
     assert out["CIoU_max"] == 100.0 and out["CIoU_maxq3"] == 0.0  # Q20: mean IoU
 
@@ -160,11 +169,11 @@ def test_f_scores_and_their_nan():
     assert math.isnan(evaluate(flat(0.0), flat(0.9), flat(0.9), flat(0.9), box())["f/pos_neg@fixed"])
 
 
-def test_interactive_group_fails_when_one_member_fails():
+def test_interactive_group_fails_when_one_member_fails(xp):
     pos = with_box_value(0.9, 0.1, n=4)
     pos[3] = 0.0  # the 4th sample finds nothing
     z = flat(0.0, 4)
-    out = evaluate(pos, z, z, z, box(4), group=np.array([0, 0, 1, 1]))
+    out = run(xp, pos, z, z, z, box(4), group=np.array([0, 0, 1, 1]))
     assert out["interactive/ciou@fixed"] == 50.0 and out["pos/ciou@fixed"] == 75.0
 
 
@@ -181,11 +190,11 @@ def test_max_min_are_raw_and_auroc_counts_ties_half():
     assert auroc(np.array([1.0]), np.array([1.0])) == 0.5
 
 
-def test_ogl_fixed_mode_normalises_and_ignores_universal_thresholds():
+def test_ogl_fixed_mode_normalises_and_ignores_universal_thresholds(xp):
     pos = with_box_value(0.3, 0.2)  # low raw scale
     obj = with_box_value(10.0, 5.0)  # another scale entirely
     z = flat(0.0)
-    out = evaluate(pos, z, z, z, box(), obj=obj, thresholds={"max": 0.25})
+    out = run(xp, pos, z, z, z, box(), obj=obj, thresholds={"max": 0.25})
     # min-max: pos -> box 1 / rest 0, obj -> same; the mixture is 1 in the box, 0 outside
     assert out["pos_ogl/miou@fixed"] == 100.0
     assert not any(k.endswith("@max") and k.startswith(("pos_ogl", "silence_ogl")) for k in out)

@@ -18,11 +18,11 @@ def _args(batch, idx):
     return tuple(batch[c][idx] for c in (*CONDITIONS, "gt"))
 
 
-def _update(ev, batch, idx, *, with_optional=True):
+def _update(ev, batch, idx, *, with_optional=True, xp=np):
     kwargs = {"sample_ids": idx}
     if with_optional:
-        kwargs.update(obj=batch["obj"][idx], group=batch["group"][idx])
-    return ev.update(*_args(batch, idx), **kwargs)
+        kwargs.update(obj=xp.asarray(batch["obj"][idx]), group=xp.asarray(batch["group"][idx]))
+    return ev.update(*(xp.asarray(a) for a in _args(batch, idx)), **kwargs)
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -33,26 +33,27 @@ def _same(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.parametrize("protocol", ["fixed", "paper"])
-def test_merge_of_random_shards_equals_one_pass(batch_factory, paper_thresholds, protocol):
+def test_merge_of_random_shards_equals_one_pass(xp, batch_factory, paper_thresholds, protocol):
     batch = batch_factory(n=20, seed=3)
     ids = np.arange(20)
-    whole = _update(Evaluator(protocol, paper_thresholds), batch, ids).compute()
+    whole = _update(Evaluator(protocol, paper_thresholds), batch, ids, xp=xp).compute()
     rng = np.random.default_rng(0)
     for _ in range(3):
         order = rng.permutation(20)
         cuts = np.sort(rng.choice(np.arange(1, 20), size=2, replace=False))
         shards = np.split(order, cuts)
-        evaluators = [_update(Evaluator(protocol, paper_thresholds), batch, s) for s in shards]
+        evaluators = [_update(Evaluator(protocol, paper_thresholds), batch, s, xp=xp) for s in shards]
         merged = evaluators[0]
         for other in evaluators[1:][::-1]:
             merged.merge(other)
         assert _same(merged.compute(), whole)
-        alone = _update(Evaluator(protocol, paper_thresholds), batch, shards[0]).compute()
+        alone = _update(Evaluator(protocol, paper_thresholds), batch, shards[0], xp=xp).compute()
         assert not _same(alone, whole)
 
 
-def test_state_round_trip_through_npz(tmp_path, batch, paper_thresholds):
-    ev = _update(Evaluator("paper", paper_thresholds), batch, np.arange(12))
+def test_state_round_trip_through_npz(xp, tmp_path, batch, paper_thresholds):
+    ev = _update(Evaluator("paper", paper_thresholds), batch, np.arange(12), xp=xp)
+    assert all(isinstance(v, np.ndarray) for v in ev.state().values())  # state() is host NumPy
     path = tmp_path / "shard.npz"
     np.savez(path, **ev.state())
     with np.load(path) as saved:
