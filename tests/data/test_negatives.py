@@ -77,3 +77,11 @@ def test_bad_seeds_are_input_errors(is3_mini):
         choose_offscreen(ds, 0, run_seed=-1, repetition=0)
     with pytest.raises(InputError, match="repetition"):
         noise_signal("lvs", run_seed=0, repetition=1.5, index=0)
+
+
+def test_nth_other_equals_the_list_of_other_images(manifest_dir):
+    ds = load_dataset("manifest", manifest_dir)
+    for sample in ds:
+        others = ds.offscreen_others(sample.index)
+        assert ds.count_others(sample.index) == len(others)
+        assert [ds.nth_other(sample.index, n) for n in range(len(others))] == others

@@ -12,6 +12,7 @@ IS3's pixel boxes), so `gt_map` is the same for every dataset.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,17 +111,37 @@ class Dataset:
         chosen = self.samples if indices is None else [self.samples[i] for i in indices]
         return gt_maps([s.boxes for s in chosen])
 
+    @functools.cached_property
+    def _drawable_classes(self) -> tuple[str, ...]:
+        return tuple(sorted(c for c, clips in (self.class_clips or {}).items() if clips))
+
+    @functools.cached_property
+    def _group_members(self) -> dict[int, list[int]]:
+        members: dict[int, list[int]] = {}
+        for s in self.samples:
+            members.setdefault(s.group, []).append(s.index)
+        return members
+
     def offscreen_classes(self, index: int) -> list[str]:
         """The sorted candidate classes for sample `index` (its on-screen classes removed)."""
-        if self.class_clips is None:
-            return []
-        onscreen = set(self.samples[index].onscreen)
-        return sorted(c for c, clips in self.class_clips.items() if c not in onscreen and clips)
+        onscreen = self.samples[index].onscreen
+        return [c for c in self._drawable_classes if c not in onscreen]
 
     def offscreen_others(self, index: int) -> list[int]:
         """Without classes: the indices of the samples of other images (sorted)."""
         group = self.samples[index].group
         return [s.index for s in self.samples if s.group != group]
+
+    def nth_other(self, index: int, n: int) -> int:
+        """`offscreen_others(index)[n]` in O(group size) instead of O(N)."""
+        for member in self._group_members[self.samples[index].group]:  # ascending
+            if member <= n:
+                n += 1
+        return n
+
+    def count_others(self, index: int) -> int:
+        """len(offscreen_others(index))."""
+        return len(self.samples) - len(self._group_members[self.samples[index].group])
 
 
 # --------------------------------------------------------------------------------------------

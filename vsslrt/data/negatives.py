@@ -52,13 +52,13 @@ def choose_offscreen(dataset: Dataset, index: int, *, run_seed: int, repetition:
     """
     rng = sample_generator(run_seed, repetition, index, OFFSCREEN_STREAM)
     if dataset.class_clips is None:
-        others = dataset.offscreen_others(index)
-        if not others:
+        count = dataset.count_others(index)
+        if count == 0:
             raise DataError(
                 f"sample {dataset[index].name}: expected a clip of another image for offscreen audio, got none.",
                 hint="a dataset needs at least two images",
             )
-        sample = dataset[others[int(rng.integers(len(others)))]]
+        sample = dataset[dataset.nth_other(index, int(rng.integers(count)))]
         return OffscreenClip(sample.name, sample.audio, sample.index)
     classes = dataset.offscreen_classes(index)
     if not classes:

@@ -63,8 +63,8 @@ class DatasetProblemsError(DataError):
         message += "."
         super().__init__(
             message,
-            hint=hint or "the full list is in the error's `problems` (printed by `format_problems`); fix the files "
-            "it names, or pass --skip-bad to skip unreadable samples",
+            hint=hint or "fix the files and records of the validation report (all problems are in the error's "
+            "`problems`, one line each with `format_problems`)",
         )
         self.problems = list(problems)
 
