@@ -28,6 +28,7 @@ from vsslrt import __version__
 from vsslrt.errors import EngineBuildError, InputError
 from vsslrt.head import similarity_maps
 from vsslrt.manifest import (
+    MANIFEST_NAME,
     CheckpointInfo,
     GraphEntry,
     Manifest,
@@ -80,18 +81,17 @@ def export_model(
 
     Args:
         name: registry model name (``vsslrt.models.REGISTRY``).
-        out_dir: folder to write (created; existing graph files are overwritten).
+        out_dir: folder to write (created; graph files of the same names are replaced).
         checkpoint: official checkpoint file; ``None`` exports a seeded random initialisation.
-        seed: seed of the random initialisation (and of the parity inputs).
-        precision: ``"fp32"``, ``"fp16"`` or ``"both"``; fp32 graphs are always written because
-            the fp16 ones are derived from them.
+        seed: seed of the random initialisation and of the parity inputs.
+        precision: ``"fp32"``, ``"fp16"`` (fp16 graphs only) or ``"both"``.
         object_net: also export the OGL object-saliency network (``object.onnx``).
         imagenet_weights: torchvision ImageNet ResNet-18 weights for the object network, and for
             the visual backbone of a random-init export (the reference's untrained starting point).
         trust_checkpoint: allow arbitrary pickled objects in the checkpoint.
         parity_samples: number of realistic samples for parity (>= 2; run as batches 1 and n-1).
         opset: ONNX opset (default: the exporter's).
-        threads: torch and ONNX Runtime intra-op threads (default: their own choice).
+        threads: torch and ONNX Runtime intra-op threads during the export (default: theirs).
 
     Returns:
         The manifest written to ``out_dir/manifest.json``.
@@ -99,7 +99,8 @@ def export_model(
     Raises:
         InputError: bad model name, precision, checkpoint or weights file.
         BackendUnavailableError: torch or onnxruntime missing.
-        EngineBuildError: export, ONNX check, fp16 transform or parity failed.
+        EngineBuildError: export, ONNX check, fp16 transform or parity failed (no manifest is
+            written then, and a previous one in ``out_dir`` is removed).
     """
     spec = get_model(name)
     if precision not in PRECISION_CHOICES:
@@ -110,41 +111,56 @@ def export_model(
     if parity_samples < 2:
         raise InputError(f"parity_samples: expected an integer >= 2, got {parity_samples}.")
     torch = _import_torch()
+    _import_onnxruntime()  # fail before minutes of export, not at the parity check
+    previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    try:
+        return _export(spec, Path(out_dir), checkpoint, seed, precision, object_net, imagenet_weights,
+                       trust_checkpoint, parity_samples, opset, threads)
+    finally:
+        torch.set_num_threads(previous_threads)
 
+
+def _export(spec, out, checkpoint, seed, precision, object_net, imagenet_weights, trust, samples, opset, threads):
     from vsslrt.export.architectures import build_model, build_object_net
     from vsslrt.export.backbones import load_imagenet_resnet18
     from vsslrt.export.checkpoints import load_checkpoint
+    from vsslrt.export.wrappers import AudioEncoder, VisualEncoder
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    precisions = ("fp32", "fp16") if precision == "both" else ("fp32",) if precision == "fp32" else ("fp32", "fp16")
-    imagenet_sha = sha256_file(imagenet_weights) if imagenet_weights and Path(imagenet_weights).is_file() else None
-
+    precisions = ("fp32", "fp16") if precision == "both" else (precision,)
     model = build_model(spec.name, seed=seed)
+    imagenet_sha = None
     if checkpoint is not None:
-        loaded = load_checkpoint(model, spec.name, checkpoint, trust=trust_checkpoint)
-        ck_info = CheckpointInfo(path=str(Path(checkpoint).resolve()), sha256=loaded.sha256, layout=loaded.layout)
-    else:
-        if imagenet_weights is not None:
-            load_imagenet_resnet18(model.imgnet, imagenet_weights)
-        ck_info = CheckpointInfo(random_init=True, seed=seed, imagenet_weights=imagenet_sha)
-    if ck_info.imagenet_weights is None and imagenet_sha and object_net:
-        ck_info = CheckpointInfo(**{**ck_info.__dict__, "imagenet_weights": imagenet_sha})
-
-    images = realistic_images_for(spec, parity_samples, seed)
-    audios = realistic_audio_for(spec, parity_samples, seed)
-    exported = _export_graphs(spec, model, out, images, audios, precisions, opset)
+        loaded = load_checkpoint(model, spec.name, checkpoint, trust=trust)
+    elif imagenet_weights is not None:
+        load_imagenet_resnet18(model.imgnet, imagenet_weights)
+        imagenet_sha = sha256_file(imagenet_weights)
     object_model = None
     if object_net:
         object_model = build_object_net(seed=seed)
         if imagenet_weights is not None:
             load_imagenet_resnet18(object_model.net, imagenet_weights)
-        exported += _export_object(object_model, out, images, precisions, opset)
+            imagenet_sha = sha256_file(imagenet_weights)
+    if checkpoint is not None:
+        ck_info = CheckpointInfo(
+            path=str(Path(checkpoint).resolve()), sha256=loaded.sha256, layout=loaded.layout,
+            imagenet_weights=imagenet_sha,
+        )
+    else:
+        ck_info = CheckpointInfo(random_init=True, seed=seed, imagenet_weights=imagenet_sha)
 
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_NAME).unlink(missing_ok=True)  # a stale manifest must not outlive a failed export
+    images = realistic_images_for(spec, samples, seed)
+    audios = realistic_audio_for(spec, samples, seed)
+    modules = {"visual": (VisualEncoder(model), images), "audio": (AudioEncoder(model), audios)}
+    if object_model is not None:
+        modules["object"] = (object_model, images)
+    exported, protos = _export_graphs(modules, out, precisions, opset)
+    exported += _compose_fused(spec, protos, out)
     parity = _check_parity(spec, model, object_model, exported, images, audios, threads)
-    manifest = _build_manifest(spec, out, exported, parity, ck_info, opset_of(out / GRAPH_FILES["visual"]))
+    manifest = _build_manifest(spec, out, exported, parity, ck_info, opset_of(protos))
     manifest.write(out)
     return manifest
 
@@ -160,6 +176,16 @@ def _import_torch():
     return torch
 
 
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        from vsslrt.errors import missing_extra
+
+        raise missing_extra("onnxruntime", "cpu", "check the exported graphs against PyTorch") from None
+    return onnxruntime
+
+
 def realistic_images_for(spec: ModelSpec, n: int, seed: int) -> np.ndarray:
     from vsslrt.export.parity import realistic_images
 
@@ -172,70 +198,59 @@ def realistic_audio_for(spec: ModelSpec, n: int, seed: int) -> np.ndarray:
     return realistic_spectrograms(n, spec.audio_shape, spec.frontend, seed)
 
 
-def _export_graphs(spec, model, out: Path, images, audios, precisions, opset) -> list[_Exported]:
+def _export_graphs(modules: dict, out: Path, precisions, opset):
+    """Export each (module, example data) as fp32, derive fp16; keep the requested precisions.
+
+    Returns:
+        The written graphs, and {precision: {role: (ModelProto, kept-fp32 node names)}}.
+    """
     import torch
 
-    from vsslrt.export.onnx_io import check_model, compose_fused, convert_to_fp16, export_module, save_model
-    from vsslrt.export.wrappers import AudioEncoder, VisualEncoder
+    from vsslrt.export.onnx_io import check_model, convert_to_fp16, export_module, save_model
 
-    # Example batch of 2: a batch of 1 would let the tracer specialise the batch dimension.
-    image = torch.from_numpy(images[:2])
-    audio = torch.from_numpy(audios[:2])
-    v_in, v_out = GRAPH_IO["visual"]
-    a_in, a_out = GRAPH_IO["audio"]
-    protos = {
-        "visual": export_module(VisualEncoder(model), (image,), out / graph_file("visual", "fp32"), v_in, v_out, opset),
-        "audio": export_module(AudioEncoder(model), (audio,), out / graph_file("audio", "fp32"), a_in, a_out, opset),
-    }
-    results = [_Exported(role, "fp32", out / graph_file(role, "fp32")) for role in protos]
-    variants = {"fp32": {role: (proto, ()) for role, (proto, _) in protos.items()}}
-    if "fp16" in precisions:
-        variants["fp16"] = {}
-        for role, (proto, tail) in protos.items():
+    exported, protos = [], {p: {} for p in precisions}
+    for role, (module, data) in modules.items():
+        inputs, outputs = GRAPH_IO[role]
+        path = out / graph_file(role, "fp32")
+        # Example batch of 2: a batch of 1 would let the tracer specialise the batch dimension.
+        proto, tail = export_module(module, (torch.from_numpy(data[:2]),), path, inputs, outputs, opset)
+        if "fp32" in precisions:
+            exported.append(_Exported(role, "fp32", path))
+            protos["fp32"][role] = (proto, ())
+        if "fp16" in precisions:
             path16 = out / graph_file(role, "fp16")
             proto16 = convert_to_fp16(proto, tail)
             save_model(proto16, path16)
             check_model(path16)
-            variants["fp16"][role] = (proto16, tail)
-            results.append(_Exported(role, "fp16", path16, tail))
-    for precision, graphs in variants.items():
+            exported.append(_Exported(role, "fp16", path16, tail))
+            protos["fp16"][role] = (proto16, tail)
+        if "fp32" not in precisions:
+            path.unlink()  # only needed to derive the fp16 graph
+    return exported, protos
+
+
+def _compose_fused(spec: ModelSpec, protos: dict, out: Path) -> list[_Exported]:
+    """model.onnx (and model.fp16.onnx): the encoder graphs composed with the head."""
+    from vsslrt.export.onnx_io import check_model, compose_fused, save_model
+
+    exported = []
+    (v_name,), (a_name,), (m_name,) = GRAPH_IO["visual"][1], GRAPH_IO["audio"][1], GRAPH_IO["fused"][1]
+    for precision, graphs in protos.items():
         (vis, vis_kept), (aud, aud_kept) = graphs["visual"], graphs["audio"]
-        fused, head_nodes = compose_fused(vis, aud, spec.head.scale, spec.head.offset, v_out[0], a_out[0], "map")
+        fused, head_nodes = compose_fused(vis, aud, spec.head.scale, spec.head.offset, v_name, a_name, m_name)
         path = out / graph_file("fused", precision)
         save_model(fused, path)
         check_model(path)
         kept = ()
         if precision != "fp32":
             kept = tuple("visual/" + n for n in vis_kept) + tuple("audio/" + n for n in aud_kept) + head_nodes
-        results.append(_Exported("fused", precision, path, kept))
-    return results
-
-
-def _export_object(object_model, out: Path, images, precisions, opset) -> list[_Exported]:
-    import torch
-
-    from vsslrt.export.onnx_io import check_model, convert_to_fp16, export_module, save_model
-
-    inputs, outputs = GRAPH_IO["object"]
-    path = out / graph_file("object", "fp32")
-    proto, tail = export_module(object_model, (torch.from_numpy(images[:2]),), path, inputs, outputs, opset)
-    results = [_Exported("object", "fp32", path)]
-    if "fp16" in precisions:
-        path16 = out / graph_file("object", "fp16")
-        save_model(convert_to_fp16(proto, tail), path16)
-        check_model(path16)
-        results.append(_Exported("object", "fp16", path16, tail))
-    return results
+        exported.append(_Exported("fused", precision, path, kept))
+    return exported
 
 
 def ort_session(path: str | Path, threads: int | None = None):
     """An ONNX Runtime CPU session for parity checks."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        from vsslrt.errors import missing_extra
-
-        raise missing_extra("onnxruntime", "cpu", "check the exported graphs against PyTorch") from None
+    ort = _import_onnxruntime()
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -328,11 +343,10 @@ def _check_embeddings(spec: ModelSpec, visual: np.ndarray, audio: np.ndarray, pr
         raise EngineBuildError(f"{spec.name} ({precision}): expected unit-norm embeddings, got a norm off by {worst:.3g}.")
 
 
-def opset_of(path: Path) -> int | None:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+def opset_of(protos: dict) -> int | None:
+    """The default-domain opset of the exported graphs."""
+    proto = next(iter(next(iter(protos.values())).values()))[0]
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _versions() -> dict[str, str]:

@@ -90,3 +90,25 @@ def test_object_net_is_a_nonnegative_7x7_map():
         out = net(torch.randn(2, 3, 224, 224))
     assert out.shape == (2, 7, 7)
     assert float(out.min()) >= 0.0
+
+
+def test_imagenet_weights_load_from_a_user_path(tmp_path):
+    from torchvision.models import resnet18
+
+    from vsslrt.errors import InputError
+    from vsslrt.export.backbones import load_imagenet_resnet18
+
+    torch.manual_seed(0)
+    source = resnet18(weights=None).state_dict()  # torchvision's file layout, fc included
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(source, path)
+    net = build_object_net(seed=1)
+    load_imagenet_resnet18(net.net, path)
+    state = net.net.state_dict()
+    assert all(torch.equal(state[k], source[k]) for k in state)
+
+    torch.save({k: v for k, v in source.items() if not k.startswith("layer4.")}, path)
+    with pytest.raises(InputError, match="expected a torchvision ResNet-18 state dict"):
+        load_imagenet_resnet18(net.net, path)
+    with pytest.raises(InputError, match="never downloads"):
+        load_imagenet_resnet18(net.net, tmp_path / "absent.pth")
