@@ -38,7 +38,9 @@ from vsslrt.manifest import sha256_file
 from vsslrt.models import REGISTRY, get_model
 
 TOP_LEVEL_KEYS = ("model", "model_state_dict", "state_dict")
-OFFICIAL_PREFIX = {"ezvsl": "module.", "slavc": "module.", "fnac": "module.", "lvs": "module.", "sslalign": "", "ssltie": ""}
+OFFICIAL_PREFIX = {
+    "ezvsl": "module.", "slavc": "module.", "fnac": "module.", "lvs": "module.", "sslalign": "", "ssltie": "",
+}
 _SHOW = 5  # how many offending keys an error message lists
 
 
@@ -51,11 +53,16 @@ class LoadedCheckpoint:
     top_key: str | None  # None: the file is a bare state dict
     stripped_prefix: bool
     num_tensors: int
+    ignored: tuple[str, ...] = ()  # unexpected keys accepted with ignore_unexpected
 
     @property
     def layout(self) -> str:
         where = f"'{self.top_key}'" if self.top_key else "a bare state dict"
-        return where + (" with 'module.' prefixes" if self.stripped_prefix else "")
+        where += " with 'module.' prefixes" if self.stripped_prefix else ""
+        if self.ignored:
+            shown = ", ".join(self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
+            where += f"; {len(self.ignored)} unexpected keys ignored ({shown})"
+        return where
 
 
 def official_checkpoint(name: str, model: nn.Module) -> dict[str, Any]:
@@ -124,11 +131,21 @@ def _is_state_dict(obj: dict) -> bool:
     return bool(obj) and all(isinstance(k, str) for k in obj) and all(torch.is_tensor(v) for v in obj.values())
 
 
-def load_checkpoint(model: nn.Module, name: str, path: str | Path, trust: bool = False) -> LoadedCheckpoint:
+def load_checkpoint(
+    model: nn.Module, name: str, path: str | Path, trust: bool = False, ignore_unexpected: bool = False
+) -> LoadedCheckpoint:
     """Load an official checkpoint into ``model`` strictly.
 
     ``num_batches_tracked`` buffers may be absent (older PyTorch did not save them; they do not
     affect evaluation). Everything else must match exactly.
+
+    Args:
+        model: the architecture (``build_model(name)``).
+        name: its registry name (for messages).
+        path: the checkpoint file.
+        trust: allow pickled Python objects in the file.
+        ignore_unexpected: accept keys the architecture does not have (e.g. training-only heads)
+            and report them in ``LoadedCheckpoint.ignored``. Missing keys and wrong shapes still fail.
 
     Raises:
         InputError: keys missing, unexpected or mis-shaped; the message names the model the file
@@ -138,12 +155,21 @@ def load_checkpoint(model: nn.Module, name: str, path: str | Path, trust: bool =
     state, top_key, stripped = read_state_dict(path, trust=trust)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     problems = compare_keys(expected, state)
+    ignored: tuple[str, ...] = ()
+    if problems and ignore_unexpected:
+        missing, unexpected, wrong = problems
+        ignored = tuple(unexpected)
+        problems = (missing, [], wrong) if (missing or wrong) else None
     if problems:
-        raise InputError(_mismatch_message(Path(path), spec.name, state, *problems), hint=_hint(spec.name, state))
+        only_unexpected = not problems[0] and not problems[2]
+        hint = _hint(spec.name, state)
+        if only_unexpected:
+            hint += "; if the extra keys are training-only modules, pass --ignore-unexpected-keys"
+        raise InputError(_mismatch_message(Path(path), spec.name, state, *problems), hint=hint)
     current = model.state_dict()
     full = {k: state.get(k, current[k]) for k in current}
     model.load_state_dict(full, strict=True)
-    return LoadedCheckpoint(str(path), sha256_file(path), top_key, stripped, len(state))
+    return LoadedCheckpoint(str(path), sha256_file(path), top_key, stripped, len(state), ignored)
 
 
 def compare_keys(
@@ -175,9 +201,11 @@ def _mismatch_message(path: Path, name: str, state: dict, missing: list, unexpec
         parts.append(f"wrong shapes {_listing(wrong)}")
     guess = likely_models(state)
     if guess and name not in guess[0]:
-        looks = f" The file looks like a checkpoint of {' / '.join(guess[0])} ({guess[1]:.0%} of keys and shapes match)."
+        names = " / ".join(guess[0])
+        looks = f" The file looks like a checkpoint of {names} ({guess[1]:.0%} of keys and shapes match)."
     elif guess:
-        looks = f" Its layout is closest to {' / '.join(guess[0])} ({guess[1]:.0%} match), but it does not load strictly."
+        names = " / ".join(guess[0])
+        looks = f" Its layout is closest to {names} ({guess[1]:.0%} match), but it does not load strictly."
     else:
         looks = " It does not resemble any model vsslrt knows."
     return f"{path}: expected a checkpoint of {name} that loads strictly, got {'; '.join(parts)}.{looks}"
@@ -195,7 +223,9 @@ def _signature(name: str) -> frozenset[tuple[str, tuple[int, ...]]]:
     """Key/shape set of a registry model, built on the meta device (no memory, no init cost)."""
     with torch.device("meta"):
         model = ARCHITECTURES[name]()
-    return frozenset((k, tuple(v.shape)) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked"))
+    return frozenset(
+        (k, tuple(v.shape)) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")
+    )
 
 
 def likely_models(state: dict[str, torch.Tensor]) -> tuple[tuple[str, ...], float] | None:

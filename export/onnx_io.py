@@ -315,10 +315,8 @@ def compose_fused(
         helper.make_node("Mul", ["head/mean_cosine", "head/scale"], ["head/scaled"], name="head/Scale"),
         helper.make_node("Add", ["head/scaled", "head/offset"], [map_output], name="head/Offset"),
     ]
-    height, width = (d for d in list(visual.graph.output[0].type.tensor_type.shape.dim)[3:5])
-    out_info = helper.make_tensor_value_info(
-        map_output, TensorProto.FLOAT, ["batch", height.dim_value or height.dim_param, width.dim_value or width.dim_param]
-    )
+    spatial = [d.dim_value or d.dim_param for d in list(visual.graph.output[0].type.tensor_type.shape.dim)[3:5]]
+    out_info = helper.make_tensor_value_info(map_output, TensorProto.FLOAT, ["batch", *spatial])
     graph = helper.make_graph(
         list(vis.graph.node) + list(aud.graph.node) + head,
         "fused",

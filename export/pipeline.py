@@ -73,6 +73,7 @@ def export_model(
     object_net: bool = False,
     imagenet_weights: str | Path | None = None,
     trust_checkpoint: bool = False,
+    ignore_unexpected_keys: bool = False,
     parity_samples: int = 8,
     opset: int | None = None,
     threads: int | None = None,
@@ -89,6 +90,8 @@ def export_model(
         imagenet_weights: torchvision ImageNet ResNet-18 weights for the object network, and for
             the visual backbone of a random-init export (the reference's untrained starting point).
         trust_checkpoint: allow arbitrary pickled objects in the checkpoint.
+        ignore_unexpected_keys: accept checkpoint keys the architecture lacks (recorded in the
+            manifest's checkpoint layout); missing keys and wrong shapes still fail.
         parity_samples: number of realistic samples for parity (>= 2; run as batches 1 and n-1).
         opset: ONNX opset (default: the exporter's).
         threads: torch and ONNX Runtime intra-op threads during the export (default: theirs).
@@ -116,13 +119,14 @@ def export_model(
     if threads:
         torch.set_num_threads(threads)
     try:
+        loading = {"trust": trust_checkpoint, "ignore_unexpected": ignore_unexpected_keys}
         return _export(spec, Path(out_dir), checkpoint, seed, precision, object_net, imagenet_weights,
-                       trust_checkpoint, parity_samples, opset, threads)
+                       loading, parity_samples, opset, threads)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _export(spec, out, checkpoint, seed, precision, object_net, imagenet_weights, trust, samples, opset, threads):
+def _export(spec, out, checkpoint, seed, precision, object_net, imagenet_weights, loading, samples, opset, threads):
     from vsslrt.export.architectures import build_model, build_object_net
     from vsslrt.export.backbones import load_imagenet_resnet18
     from vsslrt.export.checkpoints import load_checkpoint
@@ -132,7 +136,7 @@ def _export(spec, out, checkpoint, seed, precision, object_net, imagenet_weights
     model = build_model(spec.name, seed=seed)
     imagenet_sha = None
     if checkpoint is not None:
-        loaded = load_checkpoint(model, spec.name, checkpoint, trust=trust)
+        loaded = load_checkpoint(model, spec.name, checkpoint, **loading)
     elif imagenet_weights is not None:
         load_imagenet_resnet18(model.imgnet, imagenet_weights)
         imagenet_sha = sha256_file(imagenet_weights)
@@ -303,7 +307,9 @@ def _check_parity(spec, model, object_model, exported, images, audios, threads) 
         if object_ref is not None:
             got = _run(by_key["object", precision], "image", images, batches, threads)
             scale = max(1.0, float(np.abs(object_ref).max()))  # unnormalised map: relative gate
-            figures[f"object.{precision}"] = compare_maps(object_ref, got, max_abs * scale, min_argmax, batches, runtime)
+            figures[f"object.{precision}"] = compare_maps(
+                object_ref, got, max_abs * scale, min_argmax, batches, runtime
+            )
     failed = {k: v for k, v in figures.items() if not v.passed}
     if failed:
         detail = "; ".join(
@@ -338,9 +344,11 @@ def _check_embeddings(spec: ModelSpec, visual: np.ndarray, audio: np.ndarray, pr
         raise EngineBuildError(
             f"{spec.name} ({precision}): expected float32 encoder outputs, got {visual.dtype} and {audio.dtype}."
         )
-    worst = max(float(np.abs(np.linalg.norm(visual, axis=2) - 1).max()), float(np.abs(np.linalg.norm(audio, axis=2) - 1).max()))
+    worst = max(float(np.abs(np.linalg.norm(x, axis=2) - 1).max()) for x in (visual, audio))
     if worst > 1e-3:
-        raise EngineBuildError(f"{spec.name} ({precision}): expected unit-norm embeddings, got a norm off by {worst:.3g}.")
+        raise EngineBuildError(
+            f"{spec.name} ({precision}): expected unit-norm embeddings, got a norm off by {worst:.3g}."
+        )
 
 
 def opset_of(protos: dict) -> int | None:

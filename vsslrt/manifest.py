@@ -355,6 +355,9 @@ class _Reader:
             raise self._bad(name, "a non-empty string", value)
         return value
 
+    def strings(self, name: str, value: Any) -> tuple[str, ...]:
+        return tuple(self.string(name, x) for x in self.sequence(name, value))
+
     def integer(self, name: str, value: Any, minimum: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
             raise self._bad(name, "an integer" + (f" >= {minimum}" if minimum is not None else ""), value)
@@ -388,11 +391,9 @@ class _Reader:
             role=self.string(f"{name}.role", g.get("role")),
             precision=self.string(f"{name}.precision", g.get("precision")),
             file=self.string(f"{name}.file", g.get("file")),
-            inputs=tuple(self.string(f"{name}.inputs", x) for x in self.sequence(f"{name}.inputs", g.get("inputs"))),
-            outputs=tuple(self.string(f"{name}.outputs", x) for x in self.sequence(f"{name}.outputs", g.get("outputs"))),
-            fp32_nodes=tuple(
-                self.string(f"{name}.fp32_nodes", x) for x in self.sequence(f"{name}.fp32_nodes", g.get("fp32_nodes", []))
-            ),
+            inputs=self.strings(f"{name}.inputs", g.get("inputs")),
+            outputs=self.strings(f"{name}.outputs", g.get("outputs")),
+            fp32_nodes=self.strings(f"{name}.fp32_nodes", g.get("fp32_nodes", [])),
         )
 
     def checkpoint(self, value: Any) -> CheckpointInfo:

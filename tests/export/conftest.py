@@ -35,7 +35,8 @@ def exported(tmp_path_factory):
         if name not in cache:
             folder = tmp_path_factory.mktemp(f"export-{name}")
             extra = {"precision": "both", "object_net": True} if name == "ezvsl" else {}
-            cache[name] = (folder, export_model(name, folder, seed=0, threads=THREADS, parity_samples=PARITY_SAMPLES, **extra))
+            manifest = export_model(name, folder, seed=0, threads=THREADS, parity_samples=PARITY_SAMPLES, **extra)
+            cache[name] = (folder, manifest)
         return cache[name]
 
     return get

@@ -78,6 +78,16 @@ def test_unexpected_keys_are_counted_and_truncated(tmp_path, ezvsl_state):
     msg = str(err.value)
     assert "unexpected keys 7 (extra_head.0.weight" in msg
     assert ", ...)" in msg  # only the first few are shown
+    assert "--ignore-unexpected-keys" in err.value.hint
+
+    model = build_model("ezvsl", seed=2)
+    loaded = load_checkpoint(model, "ezvsl", tmp_path / "ck.pth", ignore_unexpected=True)
+    assert loaded.ignored == tuple(f"extra_head.{i}.weight" for i in range(7))
+    assert "7 unexpected keys ignored (extra_head.0.weight" in loaded.layout
+    assert torch.equal(model.state_dict()["aud_proj.weight"], ezvsl_state["aud_proj.weight"])
+    state.pop("aud_proj.bias")  # still strict about missing keys
+    with pytest.raises(InputError, match="missing keys 1"):
+        load_checkpoint(model, "ezvsl", _save(tmp_path, {"model": state}), ignore_unexpected=True)
 
 
 def test_wrong_shape_names_both_shapes(tmp_path, ezvsl_state):

@@ -54,6 +54,14 @@ def register(app: typer.Typer) -> None:
         trust_checkpoint: Annotated[
             bool, typer.Option("--trust-checkpoint", help="Allow pickled Python objects in the checkpoint file.")
         ] = False,
+        ignore_unexpected_keys: Annotated[
+            bool,
+            typer.Option(
+                "--ignore-unexpected-keys",
+                help="Accept checkpoint keys the architecture lacks (training-only heads); listed in the "
+                "manifest. Missing keys and wrong shapes still fail.",
+            ),
+        ] = False,
         opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: the exporter's).")] = None,
     ) -> None:
         """Export a model to ONNX (visual, audio, fused; fp16 optional), check parity, write the manifest."""
@@ -78,6 +86,7 @@ def register(app: typer.Typer) -> None:
             object_net=object_net,
             imagenet_weights=imagenet_weights,
             trust_checkpoint=trust_checkpoint,
+            ignore_unexpected_keys=ignore_unexpected_keys,
             opset=opset,
         )
         typer.echo(f"exported {manifest.model} ({manifest.checkpoint.label}) to {out}")
