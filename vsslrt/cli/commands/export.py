@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the random init and of the parity inputs.")] = 0,
         precision: Annotated[
-            Precision, typer.Option("--precision", help="fp32, fp16 (fp32 graphs kept too) or both.")
+            Precision, typer.Option("--precision", help="fp32, fp16 (fp16 graphs only) or both.")
         ] = Precision.fp32,
         object_net: Annotated[
             bool, typer.Option("--object-net", help="Also export the OGL object-saliency network (object.onnx).")
