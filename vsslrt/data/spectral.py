@@ -27,7 +27,7 @@ import functools
 import numpy as np
 
 # Bytes of float64 frames handled per FFT call (a few clips): small enough to stay in cache.
-_CHUNK_BYTES = 2 * 1024 * 1024
+CHUNK_BYTES = 2 * 1024 * 1024
 
 
 def frame_count(n_samples: int, nperseg: int, noverlap: int) -> int:
@@ -64,7 +64,7 @@ def _frames(signals: np.ndarray, nperseg: int, step: int, first: int, count: int
 
 
 def _row_chunks(n_rows: int, bytes_per_row: int) -> list[slice]:
-    rows = max(1, _CHUNK_BYTES // max(bytes_per_row, 1))
+    rows = max(1, CHUNK_BYTES // max(bytes_per_row, 1))
     return [slice(start, min(start + rows, n_rows)) for start in range(0, n_rows, rows)]
 
 
