@@ -7,11 +7,16 @@
 * ``onnx.checker.check_model(full_check=True)`` runs on every written graph.
 * fp16 (TensorRT 11 is strongly typed: the precision must be in the graph) comes from
   ``onnxconverter_common.float16.convert_float_to_float16(keep_io_types=True)``. The nodes that
-  ``vsslrt.export.tail`` creates (L2 normalisation, stacking of the K embeddings, the cosine head,
-  the OGL |x|-mean) stay fp32. Two defects of the converter are repaired afterwards and the result is
-  verified: (1) when a kept-fp32 node produces a graph output, the converter appends a Cast to fp16,
-  so the output would be fp16 despite keep_io_types; (2) constants feeding kept-fp32 nodes (e.g. the
-  1e-12 epsilon of the normalisation) are rounded through fp16 and cast back (1e-12 becomes 1e-7).
+  ``vsslrt.export.tail`` creates stay fp32; with the torch 2.14 exporter these are, per encoder,
+  ReduceL2 (the norm), Clip (its 1e-12 floor), Expand with the Concat that builds its shape, Div,
+  and the Unsqueeze/Concat that stacks the K embeddings; in the fused graph also the head's
+  Unsqueeze, Mul, ReduceSum, ReduceMean, Mul and Add; in the object graph Abs and ReduceMean.
+  Everything before them (convolutions, BN folded into them, ReLU, pooling, the projections) is
+  fp16. The exact node names are recorded per graph in the manifest (``fp32_nodes``). Two defects
+  of the converter are repaired and the result is verified: (1) when a kept-fp32 node produces a
+  graph output, the converter appends a Cast to fp16, so the output would be fp16 despite
+  keep_io_types; (2) constants feeding kept-fp32 nodes (the 1e-12 floor) are rounded through fp16
+  and cast back (1e-12 becomes 1e-7).
 """
 
 from __future__ import annotations
