@@ -62,9 +62,9 @@ def batch_scalars(
     g = _xp.count_true(ground_mask, xp=xp)[:, 0]
 
     out: dict[str, Any] = {"gt_pixels": g}
-    up = {"pos": upsample(raw["pos"], config.interp, xp=xp, dtype=dtype)}
+    up = {"pos": upsample(raw["pos"], config.interp, xp=xp, dtype=dtype, out_tag="up:pos")}
     for neg in NEGATIVES:
-        up[neg] = upsample(raw[neg], config.negative_interp, xp=xp, dtype=dtype)
+        up[neg] = upsample(raw[neg], config.negative_interp, xp=xp, dtype=dtype, out_tag=f"up:{neg}")
 
     columns = config.columns
     flat = {c: xp.reshape(raw[c], (b, -1)) for c in CONDITIONS}
@@ -87,16 +87,8 @@ def batch_scalars(
         out["obj_range"] = xp.stack(
             [xp.astype(xp.max(obj_flat, axis=1), xp.float64), xp.astype(xp.min(obj_flat, axis=1), xp.float64)], axis=1
         )
-        q = upsample(obj, config.interp, xp=xp, dtype=dtype)
-        w_map = xp.asarray(OGL_MAP_WEIGHT, dtype=dtype)
-        w_obj = xp.asarray(OGL_OBJ_WEIGHT, dtype=dtype)
-        if config.protocol == "paper":
-            # Q11 as the reference: raw mixtures, no normalisation.
-            mixed = {c: w_map * up[c] + w_obj * q for c in CONDITIONS}
-        else:
-            # Q11 fixed: min-max every map and the object map, mix, min-max the mixture.
-            qn = _minmax(q, xp)
-            mixed = {c: _minmax(w_map * _minmax(up[c], xp) + w_obj * qn, xp) for c in CONDITIONS}
+        q = upsample(obj, config.interp, xp=xp, dtype=dtype, out_tag="up:obj")
+        mixed = _ogl_maps(up, q, config.protocol, dtype, xp)
         ogl_columns = config.ogl_columns
         family = _family(
             mixed, ground_mask, g, ogl_columns, config.ogl_pair_columns, config.constant_values(ogl_columns), dtype, xp
@@ -108,14 +100,62 @@ def batch_scalars(
     return out
 
 
-def _minmax(rows: Any, xp: Any) -> Any:
-    """Per-row (x - min) / (max - min) in the rows' dtype; a constant row becomes zeros."""
+def _ogl_maps(up: Mapping[str, Any], q: Any, protocol: str, dtype: Any, xp: Any) -> dict[str, Any]:
+    """The OGL maps: 0.4 map + 0.6 obj per condition (Q11).
+
+    paper: raw mixtures, as the reference. fixed: min-max every map and the object map, mix, and
+    min-max the mixture. The NumPy path writes into per-thread buffers (`_xp.scratch`) with the
+    same rounded operations in the same order.
+    """
+    w_map = xp.asarray(OGL_MAP_WEIGHT, dtype=dtype)
+    w_obj = xp.asarray(OGL_OBJ_WEIGHT, dtype=dtype)
+    fast = _xp.fast(xp)
+    obj_term = q if protocol == "paper" else _minmax(q, xp, tag="norm:obj")
+    if fast:
+        import numpy as np
+
+        weighted_obj = np.multiply(obj_term, w_obj, out=_xp.scratch("mix:obj", q.shape, dtype))
+    else:
+        weighted_obj = w_obj * obj_term
+    mixed = {}
+    for c in CONDITIONS:
+        if protocol == "paper":
+            if fast:
+                mix = np.multiply(up[c], w_map, out=_xp.scratch(f"mix:{c}", q.shape, dtype))
+            else:
+                mix = w_map * up[c]
+            mix += weighted_obj
+            mixed[c] = mix
+        else:
+            mix = _minmax(up[c], xp, tag=f"norm:{c}")
+            mix *= w_map
+            mix += weighted_obj
+            mixed[c] = _minmax(mix, xp, tag=f"mix:{c}")
+    return mixed
+
+
+def _minmax(rows: Any, xp: Any, *, tag: str | None = None) -> Any:
+    """Per-row (x - min) / (max - min) in the rows' dtype; a constant row becomes zeros.
+
+    With `tag`, the NumPy path writes into that per-thread buffer (valid until the next chunk).
+    """
     lo = xp.min(rows, axis=1, keepdims=True)
     hi = xp.max(rows, axis=1, keepdims=True)
     span = hi - lo
     flat = span == 0
-    scaled = (rows - lo) / xp.where(flat, xp.ones_like(span), span)
-    return xp.where(flat, xp.zeros_like(rows), scaled)
+    divisor = xp.where(flat, xp.ones_like(span), span)
+    if tag is not None and _xp.fast(xp):
+        import numpy as np
+
+        scaled = np.subtract(rows, lo, out=_xp.scratch(tag, rows.shape, rows.dtype))
+        np.divide(scaled, divisor, out=scaled)
+        if flat.any():
+            scaled[flat[:, 0]] = 0
+        return scaled
+    scaled = (rows - lo) / divisor
+    if bool(xp.any(flat)):
+        scaled = xp.where(flat, xp.zeros_like(scaled), scaled)
+    return scaled
 
 
 def _ratio(num: Any, den: Any, xp: Any) -> Any:

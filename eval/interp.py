@@ -55,7 +55,7 @@ def weight_matrix(n_in: int, interp: str, size: int = SIZE) -> np.ndarray:
     return weights
 
 
-def upsample(maps: Any, interp: str, *, xp: Any, dtype: Any) -> Any:
+def upsample(maps: Any, interp: str, *, xp: Any, dtype: Any, out_tag: str | None = None) -> Any:
     """Upsample a batch (B, h, w) to (B, 224*224) rows in `dtype`.
 
     Args:
@@ -63,6 +63,8 @@ def upsample(maps: Any, interp: str, *, xp: Any, dtype: Any) -> Any:
         interp: "bilinear" or "cv2".
         xp: the array namespace of `maps`.
         dtype: the working dtype of the result.
+        out_tag: on the NumPy fast path, write the result into this per-thread work buffer
+            (valid until the same tag is requested again) instead of a new array.
 
     Returns:
         (B, 50176) array; a copy in `dtype` (no resampling) when h = w = 224.
@@ -70,11 +72,25 @@ def upsample(maps: Any, interp: str, *, xp: Any, dtype: Any) -> Any:
     b, h, w = maps.shape
     if (h, w) == (SIZE, SIZE):
         return xp.reshape(xp.astype(maps, dtype, copy=False), (b, SIZE * SIZE))
-    from vsslrt.eval._xp import device_of
+    from vsslrt.eval import _xp
 
-    dev = device_of(maps)
+    dev = _xp.device_of(maps)
     ry = xp.asarray(weight_matrix(h, interp), device=dev)
-    rxt = xp.asarray(np.ascontiguousarray(weight_matrix(w, interp).T), device=dev)
+    rxt = xp.asarray(_transposed(w, interp), device=dev)
     wide = xp.matmul(ry, xp.astype(maps, xp.float64))  # (B, 224, w)
-    full = xp.matmul(wide, rxt)  # (B, 224, 224), float64
-    return xp.reshape(xp.astype(full, dtype), (b, SIZE * SIZE))
+    if _xp.fast(xp):  # temporaries go to reused buffers: fresh ones cost more in page faults
+        full = np.matmul(wide, rxt, out=_xp.scratch("upsample", (b, SIZE, SIZE), np.float64))
+        if out_tag is not None:
+            out = _xp.scratch(out_tag, (b, SIZE * SIZE), dtype)
+            out[...] = full.reshape(b, SIZE * SIZE)  # rounds like astype; faster than copyto here
+            return out
+    else:
+        full = xp.matmul(wide, rxt)  # (B, 224, 224), float64
+    return xp.reshape(xp.astype(full, dtype, copy=True), (b, SIZE * SIZE))
+
+
+@functools.lru_cache(maxsize=64)
+def _transposed(n_in: int, interp: str) -> np.ndarray:
+    out = np.ascontiguousarray(weight_matrix(n_in, interp).T)
+    out.setflags(write=False)
+    return out
