@@ -20,6 +20,7 @@ _EXPORTS = {
     "upsample": "vsslrt.eval.interp",
     "weight_matrix": "vsslrt.eval.interp",
     "auroc": "vsslrt.eval.calibration",
+    "candidate_grid": "vsslrt.eval.calibration",
     "quantile": "vsslrt.eval.calibration",
     "max_value_distributions": "vsslrt.eval.calibration",
     "max_value_summary": "vsslrt.eval.calibration",

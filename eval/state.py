@@ -17,6 +17,7 @@ per-sample scalars to the host.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -200,8 +201,7 @@ class Evaluator:
 
         workers = self.num_workers or min(MAX_DEFAULT_WORKERS, _available_cpus())
         if numpy_inputs and workers > 1 and len(starts) > 1:
-            with ThreadPoolExecutor(max_workers=min(workers, len(starts))) as pool:
-                parts = list(pool.map(one, starts))
+            parts = list(_pool(workers).map(one, starts))
         else:
             parts = [one(s) for s in starts]
         if len(parts) == 1:
@@ -315,6 +315,23 @@ class Evaluator:
         if stat not in s:
             return {c: np.empty(0, dtype=np.float64) for c in CONDITIONS}
         return {c: s[stat][:, i].copy() for i, c in enumerate(CONDITIONS)}
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide thread pool per worker count.
+
+    Reused across updates so that each worker keeps its work buffers (`_xp.scratch`) warm; fresh
+    threads would allocate, and fault in, tens of megabytes again for every batch.
+    """
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vsslrt-eval")
+        return pool
 
 
 def _refuse_duplicates(seen: np.ndarray, ids: np.ndarray, *, source: str) -> None:
