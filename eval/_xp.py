@@ -183,19 +183,19 @@ def _popcount_rows(words: np.ndarray) -> np.ndarray:
 
 def count_true(mask: Any, *, xp: Any) -> Any:
     """Number of set entries of a mask along its last axis, as int64."""
-    if _xp_is_packed(mask):
+    if _is_packed(mask):
         return _popcount_rows(mask)
     return xp.sum(xp.astype(mask, xp.int64), axis=-1)
 
 
 def count_both(a: Any, b: Any, *, xp: Any) -> Any:
     """Number of entries set in both masks (broadcast), along the last axis, as int64."""
-    if _xp_is_packed(a):
+    if _is_packed(a):
         return _popcount_rows(np.bitwise_and(a, b))
     return xp.sum(xp.astype(xp.logical_and(a, b), xp.int64), axis=-1)
 
 
-def _xp_is_packed(mask: Any) -> bool:
+def _is_packed(mask: Any) -> bool:
     return isinstance(mask, np.ndarray) and mask.dtype == np.uint64
 
 
