@@ -66,11 +66,18 @@ def usable_cpu_count() -> int:
 class OrtRunner(Runner):
     """Run an ONNX file with ONNX Runtime.
 
-    CPU defaults were chosen by measurement on a 2-core machine with the EZ-VSL ResNet-18 pair
-    (benchmarks/bench_engine.py): intra-op threads = usable cores, all graph optimisations,
-    sequential execution (the encoders are a single chain, so the parallel executor only adds
-    scheduling overhead), and no spin-waiting (spinning burns the other process's core on a shared machine and
-    bought no throughput).
+    CPU defaults come from `benchmarks/bench_engine.py --tune` (EZ-VSL encoder pair, batch 16,
+    2-core Xeon shared with other jobs, variants interleaved; throughput and model GFLOP per
+    process CPU second as a share of a 4096^2 NumPy matmul's):
+
+    * graph optimisation "all": 8.9 samples/s, 83 % (vs "extended" 6.0 / 62 %, "basic" 6.2 / 57 %);
+    * sequential execution: the encoders are one chain, "parallel" only adds scheduling
+      (7.6 samples/s, 57 %);
+    * no spin-waiting: spinning bought no throughput (9.4 samples/s) and wasted CPU (78 %),
+      which on a shared machine is taken from other processes;
+    * intra-op threads = usable cores. Under that load (about half a core per process) one
+      thread did slightly better (9.8 samples/s, 90 %), but its per-CPU-second efficiency is only
+      8 % above two threads', so with two free cores two threads give about 1.8x one thread.
 
     Args:
         model_path: The .onnx file (external weight files are resolved beside it).
