@@ -126,7 +126,9 @@ def build_engine_folder(
     if manifest is None:
         if export is None:
             from vsslrt.export.pipeline import export_model as export
-        manifest = export(spec.name, folder, checkpoint, seed=seed, precision=precision, threads=threads)
+        # fp16 engines are checked against the fp32 graphs, so an fp16 build exports both.
+        exported_precision = "both" if precision == "fp16" else "fp32"
+        manifest = export(spec.name, folder, checkpoint, seed=seed, precision=exported_precision, threads=threads)
     roles = [r for r in ROLES if _has_graph(manifest, r, precision)]
 
     if chosen == "trt":
@@ -162,7 +164,8 @@ def build_engine_folder(
 def reusable_export(
     folder: Path, model: str, checkpoint: str | os.PathLike[str] | None, seed: int, precision: str
 ) -> Manifest | None:
-    """The folder's manifest when it is an intact export of the same model, weights and precision."""
+    """The folder's manifest when it is an intact export of the same model and weights that has the
+    graphs of `precision` and the fp32 graphs (the parity reference)."""
     if not (folder / MANIFEST_NAME).is_file():
         return None
     try:
@@ -180,7 +183,8 @@ def reusable_export(
         same_weights = ck.random_init and ck.seed == seed
     else:
         same_weights = not ck.random_init and ck.sha256 == sha256_file(checkpoint)
-    if not same_weights or not all(_has_graph(manifest, r, precision) for r in ("visual", "audio")):
+    needed = [(r, p) for r in ("visual", "audio") for p in {precision, "fp32"}]  # fp32: the parity reference
+    if not same_weights or not all(_has_graph(manifest, r, p) for r, p in needed):
         return None
     return manifest
 

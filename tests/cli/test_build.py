@@ -51,12 +51,15 @@ class TinyExport:
 
     def __init__(self, perturb_fp16_visual: bool = False) -> None:
         self.calls = 0
+        self.precisions: list[str] = []
         self.perturb = perturb_fp16_visual
 
     def __call__(self, name, folder, checkpoint, *, seed, precision, threads=None) -> Manifest:
         from onnxconverter_common import float16
 
+        assert precision in ("fp32", "both")  # build always needs the fp32 graphs as parity reference
         self.calls += 1
+        self.precisions.append(precision)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         graphs = []
@@ -65,7 +68,7 @@ class TinyExport:
         for role, (file, ins, outs) in roles.items():
             shutil.copy(MODELS / file, folder / file)
             graphs.append(GraphEntry(role, "fp32", file, ins, outs))
-            if precision == "fp16":
+            if precision in ("fp16", "both"):
                 model = onnx.load(str(MODELS / file))
                 if self.perturb and role == "visual":  # a broken fp16 graph: flipped conv weights
                     for t in model.graph.initializer:
@@ -109,7 +112,10 @@ def test_ort_build_exports_checks_parity_and_records(tmp_path):
 
 
 def test_fp16_graphs_pass_the_fp16_gate(tmp_path):
-    report = build_engine_folder("ezvsl", tmp_path, backend="ort", precision="fp16", caps=ORT_ONLY, export=TinyExport())
+    export = TinyExport()
+    build_engine_folder("ezvsl", tmp_path, backend="ort", caps=ORT_ONLY, export=export)
+    report = build_engine_folder("ezvsl", tmp_path, backend="ort", precision="fp16", caps=ORT_ONLY, export=export)
+    assert export.precisions == ["fp32", "both"]  # the fp32-only export lacked fp16 graphs
     fig = report.parity["engine.fused.fp16"]
     assert fig.passed and 0 < fig.max_abs_diff <= 5e-3 and fig.argmax_agreement >= 0.99
     assert Manifest.read(tmp_path).backend["engines"]["fused"]["file"] == "model.fp16.onnx"
