@@ -184,9 +184,21 @@ def _family(
     """
     pos = maps["pos"]
     b = int(pos.shape[0])
+    highs: dict[str, Any] = {}
+    lows: dict[str, Any] = {}
+
+    def extremes(c: str) -> None:
+        if raw_rows is not None:
+            highs[c] = xp.astype(xp.max(raw_rows[c], axis=1), xp.float64)
+            lows[c] = xp.astype(xp.min(raw_rows[c], axis=1), xp.float64)
+
+    extremes("pos")
+    # Upsampling is a convex combination: a non-negative raw map stays non-negative, which lets
+    # the NumPy selection use the float bits as integer keys directly.
+    nonnegative = raw_rows is not None and _xp.fast(xp) and bool(xp.all(lows["pos"] >= 0))
     k_med = N_PIXELS // 2
     g_eff = xp.where(g == 0, xp.full_like(g, k_med), g)
-    t_med, t_adap = _xp.order_statistics(pos, k_med, N_PIXELS - g_eff, xp=xp)
+    t_med, t_adap = _xp.order_statistics(pos, k_med, N_PIXELS - g_eff, xp=xp, nonnegative=nonnegative)
 
     dev = _xp.device_of(pos)
     per_column = []
@@ -199,11 +211,10 @@ def _family(
             per_column.append(xp.full((b,), constants[i], dtype=dtype, device=dev))
     thr = xp.stack(per_column, axis=1)[:, :, None]  # (B, T, 1)
 
-    masks, highs, lows = {}, [], []
+    masks = {}
     for c in CONDITIONS:
-        if raw_rows is not None:
-            highs.append(xp.astype(xp.max(raw_rows[c], axis=1), xp.float64))
-            lows.append(xp.astype(xp.min(raw_rows[c], axis=1), xp.float64))
+        if c != "pos":
+            extremes(c)  # right before the map is binarised, while its chunk is in cache
         masks[c] = _xp.binarize(maps[c], thr, xp=xp)  # (B, T, ...)
     counts = {c: _xp.count_true(masks[c], xp=xp) for c in CONDITIONS}  # (B, T)
 
@@ -220,9 +231,14 @@ def _family(
         union = counts[a][:, start:stop] + counts[b_name][:, start:stop] - both
         # Both empty: 1. B empty and A not (or the reverse): 0 / |A| = 0, as the reference.
         pair_values.append(xp.where(union == 0, xp.ones(union.shape, dtype=xp.float64, device=dev), _ratio(both, union, xp)))
-    extremes = {"max": xp.stack(highs, axis=1), "min": xp.stack(lows, axis=1)} if raw_rows is not None else {}
+    ranges = {}
+    if raw_rows is not None:
+        ranges = {
+            "max": xp.stack([highs[c] for c in CONDITIONS], axis=1),
+            "min": xp.stack([lows[c] for c in CONDITIONS], axis=1),
+        }
     return {
-        **extremes,
+        **ranges,
         "thr": xp.stack([xp.astype(t_med, xp.float64), xp.astype(t_adap, xp.float64)], axis=1),
         "iou": iou,
         "pia": pia,

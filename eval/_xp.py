@@ -166,14 +166,15 @@ def binarize(rows: Any, thresholds: Any, *, xp: Any) -> Any:
     if _packed(xp, n):
         buf = scratch("binarize", (b, thresholds.shape[1], n), np.bool_)
         np.greater(rows[:, None, :], thresholds, out=buf)
-        return np.packbits(buf, axis=-1).view(np.uint64)
+        # Bit order does not matter to the counts as long as every mask uses the same one.
+        return np.packbits(buf, axis=-1, bitorder="little").view(np.uint64)
     return rows[:, None, :] > thresholds
 
 
 def as_mask(ground: Any, *, xp: Any) -> Any:
     """A (B, N) boolean array as a (B, 1, ...) mask in the representation of `binarize`."""
     if _packed(xp, ground.shape[-1]):
-        return np.packbits(ground, axis=-1).view(np.uint64)[:, None, :]
+        return np.packbits(ground, axis=-1, bitorder="little").view(np.uint64)[:, None, :]
     return ground[:, None, :]
 
 
@@ -204,7 +205,9 @@ def _is_packed(mask: Any) -> bool:
 # --------------------------------------------------------------------------------------------------
 
 
-def order_statistics(rows: Any, k_common: int, k_rows: Any, *, xp: Any) -> tuple[Any, Any]:
+def order_statistics(
+    rows: Any, k_common: int, k_rows: Any, *, xp: Any, nonnegative: bool = False
+) -> tuple[Any, Any]:
     """Values at ascending-sorted position `k_common` (same for every row) and `k_rows[i]` (per row).
 
     The NumPy path uses selection, not sorting: one partition at `k_common` splits every row into
@@ -221,6 +224,8 @@ def order_statistics(rows: Any, k_common: int, k_rows: Any, *, xp: Any) -> tuple
         k_common: one position in [0, L).
         k_rows: (B,) integer positions in [0, L).
         xp: the array namespace.
+        nonnegative: every value is >= 0 (or -0.0), so the float bits already sort as integers
+            and the key transform can be skipped. Defaults to False.
 
     Returns:
         (values at k_common, values at k_rows), both (B,) in the rows' dtype.
@@ -231,7 +236,7 @@ def order_statistics(rows: Any, k_common: int, k_rows: Any, *, xp: Any) -> tuple
         at_rows = xp.take_along_axis(ordered, xp.reshape(xp.astype(k_rows, xp.int64), (-1, 1)), axis=-1)
         return at_common, at_rows[:, 0]
     k_rows = np.asarray(k_rows, dtype=np.int64)
-    keys = _order_keys(rows)
+    keys = _order_keys(rows, nonnegative)
     keys.partition(k_common, axis=-1)  # in place: no fresh allocation
     at_common = keys[:, k_common].copy()
     at_rows = at_common.copy()
@@ -241,6 +246,8 @@ def order_statistics(rows: Any, k_common: int, k_rows: Any, *, xp: Any) -> tuple
         at_rows[upper] = _select_per_row(keys[:, k_common + 1 :], upper, k_rows[upper] - (k_common + 1))
     if lower.any():
         at_rows[lower] = _select_per_row(keys[:, :k_common], lower, k_rows[lower])
+    if nonnegative:
+        return at_common.view(rows.dtype), at_rows.view(rows.dtype)
     return _from_keys(at_common, rows.dtype), _from_keys(at_rows, rows.dtype)
 
 
@@ -250,10 +257,13 @@ def order_statistics(rows: Any, k_common: int, k_rows: Any, *, xp: Any) -> tuple
 _KEY_TYPES = {np.dtype(np.float32): np.dtype(np.int32), np.dtype(np.float64): np.dtype(np.int64)}
 
 
-def _order_keys(rows: np.ndarray) -> np.ndarray:
+def _order_keys(rows: np.ndarray, nonnegative: bool) -> np.ndarray:
     kind = _KEY_TYPES[rows.dtype]
     bits = rows.view(kind) if rows.flags.c_contiguous else np.ascontiguousarray(rows).view(kind)
     keys = scratch("keys", rows.shape, kind)
+    if nonnegative:  # sign bit clear (or -0.0, the smallest key, equal to 0.0 as a float)
+        np.copyto(keys, bits)
+        return keys
     flip = scratch("flip", rows.shape, kind)
     np.right_shift(bits, kind.itemsize * 8 - 1, out=flip)  # all ones for negative floats, else 0
     np.bitwise_and(flip, np.iinfo(kind).max, out=flip)

@@ -20,6 +20,19 @@ def _rows(dtype, seed=0):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("fast", [True, False])
+def test_order_statistics_of_non_negative_rows_skip_the_key_transform(dtype, fast):
+    rows = np.abs(_rows(dtype))
+    rows[2, :50] = -0.0  # still "non-negative": equal to 0.0
+    k_rows = np.random.default_rng(4).integers(0, 4096, 9)
+    with _xp.use_fast_paths(fast):
+        at_common, at_rows = _xp.order_statistics(rows, 2048, k_rows, xp=np, nonnegative=True)
+    ordered = np.sort(rows, axis=1)
+    np.testing.assert_array_equal(at_common, ordered[:, 2048])
+    np.testing.assert_array_equal(at_rows, ordered[np.arange(9), k_rows])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fast", [True, False])
 def test_order_statistics_equal_sorting(dtype, fast):
     rows = _rows(dtype)
     rng = np.random.default_rng(1)
