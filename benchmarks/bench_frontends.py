@@ -9,7 +9,9 @@ Measures, on this machine:
   * audio end to end from files (decode + prepare + transform) per family, clips/s;
   * image front-end: images/s from JPEG files (decode + resize + normalise), and the resize alone
     against torch's `interpolate` when torch is installed;
-  * BatchLoader: samples/s over the dataset with 0, 1 and 2 thread workers and 2 process workers.
+  * BatchLoader: samples/s over the dataset with 0, 1 and 2 thread workers and 2 process workers
+    (a fresh pool per run, so process start-up is included), and CPU time per sample of this process
+    (thread workers included), which does not depend on what else the machine runs.
 
 The default data is the is3-mini sample (16 real IS3 pairs, 1024 x 1024 JPEGs, 16 kHz wavs).
 Each figure is the best of a few repeats (the machine may be shared).
@@ -124,8 +126,16 @@ def bench_loader(data_dir: Path, batch: int, repeats: int, passes: int) -> list[
     for frontend in ("ezvsl", "ssltie"):
         for executor, workers in (("none", 0), ("thread", 1), ("thread", 2), ("process", 2)):
             loader = BatchLoader(ds, frontend, batch_size=batch, repeats=repeats, indices=indices, workers=workers, executor=executor)
-            seconds = best_time(lambda: sum(len(b) for b in loader), repeats=2)
-            rows.append({"frontend": frontend, "repeats": repeats, "executor": executor, "workers": workers, "samples_per_s": len(indices) / seconds})
+            before, start = os.times(), time.perf_counter()
+            count = sum(len(b) for b in loader)
+            seconds, after = time.perf_counter() - start, os.times()
+            # CPU of this process (threads included): the cost whatever else the machine runs. Process
+            # workers are children of the fork server, so their CPU is not visible here.
+            cpu = (after.user - before.user) + (after.system - before.system)
+            rows.append({
+                "frontend": frontend, "repeats": repeats, "executor": executor, "workers": workers,
+                "samples_per_s": count / seconds, "cpu_ms_per_sample": None if executor == "process" else 1000 * cpu / count,
+            })
     return rows
 
 
@@ -134,14 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("VSSLRT_IS3_MINI", DEFAULT_DATA)))
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=1, help="negative sets per sample in the loader benchmark")
-    parser.add_argument("--passes", type=int, default=4, help="passes over the 16 clips in the loader benchmark")
+    parser.add_argument("--passes", type=int, default=8, help="passes over the 16 clips in the loader benchmark")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if not (args.data_dir / "synthetic3240_bbox.json").is_file():
         print(f"no IS3-layout data at {args.data_dir}; pass --data-dir", file=sys.stderr)
         return 2
 
-    results = {"cpu_count": os.cpu_count()}
+    results = {"cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     results["audio_transform"] = bench_audio_transform(args.batch)
     print(f"audio transform, batch of {args.batch} working signals (clips/s):")
     for r in results["audio_transform"]:
@@ -153,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     results["images"] = bench_images(args.data_dir)
     print(f"images ({results['images']['size']}): " + ", ".join(f"{k} {v:.0f}" for k, v in results["images"].items() if k.endswith("per_s")))
     results["loader"] = bench_loader(args.data_dir, 16, args.repeats, args.passes)
-    print(f"BatchLoader, batch 16, repeats {args.repeats} (samples/s):")
+    print(f"BatchLoader, batch 16, repeats {args.repeats}, {16 * args.passes} samples (samples/s, CPU per sample):")
     for r in results["loader"]:
-        print(f"  {r['frontend']:7s} {r['executor']:8s} workers={r['workers']}  {r['samples_per_s']:7.1f}")
+        cpu = "" if r["cpu_ms_per_sample"] is None else f"   cpu {r['cpu_ms_per_sample']:6.1f} ms/sample"
+        print(f"  {r['frontend']:7s} {r['executor']:8s} workers={r['workers']}  {r['samples_per_s']:7.1f}{cpu}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
