@@ -10,6 +10,8 @@ import math
 import numpy as np
 
 GRID_SIZE = 21
+# np.trapezoid is NumPy >= 2.0; np.trapz is the same rule under its older name.
+_trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")
 
 
 def threshold_grid(protocol: str) -> np.ndarray:
@@ -32,13 +34,13 @@ def mean_x100(values: np.ndarray) -> float:
 def auc(values: np.ndarray, grid: np.ndarray) -> float:
     """100 x trapezoid over the grid of the fraction of entries >= x_i (NaN fails)."""
     curve = np.count_nonzero(values[:, None] >= grid[None, :], axis=0) / values.shape[0]
-    return 100.0 * float(np.trapezoid(curve, grid))
+    return 100.0 * float(_trapezoid(curve, grid))
 
 
 def aoc(pia: np.ndarray, grid: np.ndarray) -> float:
     """100 x trapezoid over the grid of the fraction of pIA entries (fractions) <= x_i."""
     curve = np.count_nonzero(pia[:, None] <= grid[None, :], axis=0) / pia.shape[0]
-    return 100.0 * float(np.trapezoid(curve, grid))
+    return 100.0 * float(_trapezoid(curve, grid))
 
 
 def f_score(a: float, b: float) -> float:
@@ -62,7 +64,7 @@ def interactive(iou: np.ndarray, groups: np.ndarray, grid: np.ndarray) -> tuple[
     failures = np.zeros((n_groups, cuts.shape[0]), dtype=np.int64)
     np.add.at(failures, inverse, failed.astype(np.int64))
     rate = np.count_nonzero(failures == 0, axis=0) / n_groups
-    return 100.0 * float(rate[0]), 100.0 * float(np.trapezoid(rate[1:], grid))
+    return 100.0 * float(rate[0]), 100.0 * float(_trapezoid(rate[1:], grid))
 
 
 def auroc(positives: np.ndarray, negatives: np.ndarray) -> float:
