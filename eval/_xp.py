@@ -186,14 +186,14 @@ def count_true(mask: Any, *, xp: Any) -> Any:
     """Number of set entries of a mask along its last axis, as int64."""
     if _is_packed(mask):
         return _popcount_rows(mask)
-    return xp.sum(xp.astype(mask, xp.int64), axis=-1)
+    return xp.astype(xp.count_nonzero(mask, axis=-1), xp.int64)  # no int64 copy of the mask
 
 
 def count_both(a: Any, b: Any, *, xp: Any) -> Any:
     """Number of entries set in both masks (broadcast), along the last axis, as int64."""
     if _is_packed(a):
         return _popcount_rows(np.bitwise_and(a, b))
-    return xp.sum(xp.astype(xp.logical_and(a, b), xp.int64), axis=-1)
+    return xp.astype(xp.count_nonzero(xp.logical_and(a, b), axis=-1), xp.int64)
 
 
 def _is_packed(mask: Any) -> bool:
