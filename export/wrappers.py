@@ -24,6 +24,8 @@ from vsslrt.models import MapHead
 
 
 class VisualEncoder(nn.Module):
+    """image (N, 3, 224, 224) -> (N, K, 512, h, w), unit norm over the 512 channels."""
+
     def __init__(self, model: VSSLModel) -> None:
         super().__init__()
         self.model = model
@@ -34,6 +36,8 @@ class VisualEncoder(nn.Module):
 
 
 class AudioEncoder(nn.Module):
+    """spectrogram (N, C, F, T) -> (N, K, 512), unit norm."""
+
     def __init__(self, model: VSSLModel) -> None:
         super().__init__()
         self.model = model
@@ -44,6 +48,13 @@ class AudioEncoder(nn.Module):
 
 
 class FusedMap(nn.Module):
+    """(image, audio) -> (N, h, w) map on the reported scale: the PyTorch twin of ``model.onnx``.
+
+    The shipped fused graph is composed from the two encoder graphs in ONNX
+    (``onnx_io.compose_fused``); this module states the same computation in PyTorch, for users who
+    want one module, and for checking the head against each model's official map formula.
+    """
+
     def __init__(self, model: VSSLModel, head: MapHead) -> None:
         super().__init__()
         self.visual = VisualEncoder(model)
