@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from vsslrt.export.architectures import ARCHITECTURES, build_model, build_object_net
-from vsslrt.export.tail import CosineMapHead
-from vsslrt.export.wrappers import AudioEncoder, VisualEncoder
+from vsslrt.export.wrappers import FusedMap
 from vsslrt.models import get_model
 
 from .conftest import MODELS
@@ -53,10 +52,11 @@ def test_shapes_and_head_formula_match_the_official_forward(name):
     torch.manual_seed(1)
     image = torch.randn(1, 3, 224, 224)
     audio = torch.randn(1, *spec.audio_shape)
-    with torch.no_grad():
-        visual = VisualEncoder(model)(image)
-        emb = AudioEncoder(model)(audio)
-        fused = CosineMapHead(spec.head)(visual, emb)
+    fused_module = FusedMap(model, spec.head)
+    with torch.no_grad():  # FusedMap's parts, so each encoder runs once
+        visual = fused_module.visual(image)
+        emb = fused_module.audio(audio)
+        fused = fused_module.head(visual, emb)
         reference = model.reference_map(image, audio)
     k, s = spec.head.num_maps, spec.map_size
     assert visual.shape == (1, k, 512, s, s)
