@@ -177,6 +177,9 @@ def _family(
 ) -> dict[str, Any]:
     """IoU, pIA and pair IoU of one family (WOGL or OGL) of upsampled maps (B, N).
 
+    The four maps are binarised at every threshold column at once into one (B, 4, T, ...) mask;
+    counts, the positive-GT overlaps and the six pair overlaps are then one operation each.
+
     With `raw_rows` (condition -> raw maps (B, h*w)) it also returns their per-sample `max` and
     `min`, taken right before the same map is binarised: for 224x224 inputs the raw rows are the
     maps themselves, so the chunk is read from memory once. The extremes double as the
@@ -201,36 +204,39 @@ def _family(
     t_med, t_adap = _xp.order_statistics(pos, k_med, N_PIXELS - g_eff, xp=xp, nonnegative=nonnegative)
 
     dev = _xp.device_of(pos)
-    per_column = []
-    for i, name in enumerate(columns):  # a handful of columns, each one vectorised over the batch
+    t = len(columns)
+    thr = xp.empty((b, t), dtype=dtype, device=dev)
+    for i, name in enumerate(columns):  # a handful of columns, each one set for the whole batch
         if name == "median":
-            per_column.append(t_med)
+            thr[:, i] = t_med
         elif name == "adaptive":
-            per_column.append(t_adap)
+            thr[:, i] = t_adap
         else:
-            per_column.append(xp.full((b,), constants[i], dtype=dtype, device=dev))
-    thr = xp.stack(per_column, axis=1)[:, :, None]  # (B, T, 1)
+            thr[:, i] = xp.asarray(constants[i], dtype=dtype, device=dev)
 
-    masks = {}
+    rows = []
     for c in CONDITIONS:
         if c != "pos":
             extremes(c)  # right before the map is binarised, while its chunk is in cache
-        masks[c] = _xp.binarize(maps[c], thr, xp=xp)  # (B, T, ...)
-    counts = {c: _xp.count_true(masks[c], xp=xp) for c in CONDITIONS}  # (B, T)
+        rows.append(maps[c])
+    masks = _xp.binarize(rows, thr[:, :, None], xp=xp)  # (B, 4, T, ...): condition, threshold
+    counts = _xp.count_true(masks, xp=xp)  # (B, 4, T)
 
-    inter = _xp.count_both(masks["pos"], ground_mask, xp=xp)
-    den = g[:, None] + counts["pos"] - inter
-    iou = xp.where(den == 0, xp.full(den.shape, float("nan"), dtype=xp.float64, device=dev), _ratio(inter, den, xp))
-
-    pia = xp.stack([xp.astype(counts[neg], xp.float64) / N_PIXELS for neg in NEGATIVES], axis=1)
+    inter = _xp.count_both(masks[:, 0], ground_mask, xp=xp)  # pos & GT, (B, T)
+    den = g[:, None] + counts[:, 0] - inter
+    nan = xp.full(den.shape, float("nan"), dtype=xp.float64, device=dev)
+    iou = xp.where(den == 0, nan, _ratio(inter, den, xp))
+    pia = xp.astype(counts[:, 1:], xp.float64) / N_PIXELS  # (B, 3, T): silence, noise, offscreen
 
     start, stop = pair_range
-    pair_values = []
-    for a, b_name in PAIRS:
-        both = _xp.count_both(masks[a][:, start:stop], masks[b_name][:, start:stop], xp=xp)
-        union = counts[a][:, start:stop] + counts[b_name][:, start:stop] - both
-        # Both empty: 1. B empty and A not (or the reverse): 0 / |A| = 0, as the reference.
-        pair_values.append(xp.where(union == 0, xp.ones(union.shape, dtype=xp.float64, device=dev), _ratio(both, union, xp)))
+    both = _xp.count_pairs(masks, _PAIR_A, _PAIR_B, start, stop, xp=xp)  # (B, 6, Tp)
+    pair_counts = counts[:, :, start:stop]
+    first = xp.take(pair_counts, xp.asarray(_PAIR_A, dtype=xp.int64, device=dev), axis=1)
+    second = xp.take(pair_counts, xp.asarray(_PAIR_B, dtype=xp.int64, device=dev), axis=1)
+    union = first + second - both
+    # Both empty: 1. B empty and A not (or the reverse): 0 / |A| = 0, as the reference.
+    pair_iou = xp.where(union == 0, xp.ones(union.shape, dtype=xp.float64, device=dev), _ratio(both, union, xp))
+
     ranges = {}
     if raw_rows is not None:
         ranges = {
@@ -239,11 +245,16 @@ def _family(
         }
     return {
         **ranges,
-        "thr": xp.stack([xp.astype(t_med, xp.float64), xp.astype(t_adap, xp.float64)], axis=1),
+        "thr": xp.astype(thr[:, :2], xp.float64),  # every column list starts with median, adaptive
         "iou": iou,
         "pia": pia,
-        "pair_iou": xp.stack(pair_values, axis=1),
+        "pair_iou": pair_iou,
     }
+
+
+# The six map pairs as indices into CONDITIONS (first and second map of each pair).
+_PAIR_A = tuple(CONDITIONS.index(a) for a, _ in PAIRS)
+_PAIR_B = tuple(CONDITIONS.index(b) for _, b in PAIRS)
 
 
 def _sweep(

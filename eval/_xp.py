@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import array_api_compat
@@ -152,23 +152,54 @@ def scratch(tag: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     return flat[:size].reshape(shape)
 
 
-def binarize(rows: Any, thresholds: Any, *, xp: Any) -> Any:
-    """Masks `rows > thresholds` for every threshold column.
+def binarize(rows: Sequence[Any], thresholds: Any, *, xp: Any) -> Any:
+    """Masks `row > threshold` of several maps at every threshold column.
 
     Args:
-        rows: (B, N) values.
+        rows: C arrays (B, N) of values.
         thresholds: (B, T, 1) thresholds in the rows' dtype.
 
     Returns:
-        An opaque (B, T, ...) mask for `count_true` / `count_both`; axis 1 may be sliced.
+        An opaque (B, C, T, ...) mask for `count_true` / `count_both` / `count_pairs`; axes 1
+        and 2 may be indexed and sliced.
     """
-    b, n = rows.shape
+    b, n = rows[0].shape
+    t = thresholds.shape[1]
     if _packed(xp, n):
-        buf = scratch("binarize", (b, thresholds.shape[1], n), np.bool_)
-        np.greater(rows[:, None, :], thresholds, out=buf)
-        # Bit order does not matter to the counts as long as every mask uses the same one.
-        return np.packbits(buf, axis=-1, bitorder="little").view(np.uint64)
-    return rows[:, None, :] > thresholds
+        buf = scratch("binarize", (b, t, n), np.bool_)
+        out = scratch("packed", (b, len(rows), t, n // 8), np.uint8)  # valid until the next call
+        for i, r in enumerate(rows):  # one map at a time: its comparisons stay in cache
+            np.greater(r[:, None, :], thresholds, out=buf)
+            # Bit order does not matter to the counts as long as every mask uses the same one.
+            out[:, i] = np.packbits(buf, axis=-1, bitorder="little")
+        return out.view(np.uint64)
+    return xp.stack([r[:, None, :] > thresholds for r in rows], axis=1)
+
+
+def count_pairs(masks: Any, first: Sequence[int], second: Sequence[int], start: int, stop: int, *, xp: Any) -> Any:
+    """Entries set in both masks of each pair (masks[:, first[k]] & masks[:, second[k]]).
+
+    Args:
+        masks: (B, C, T, ...) from `binarize`.
+        first, second: K map indices.
+        start, stop: the threshold columns to count.
+
+    Returns:
+        (B, K, stop - start) int64.
+    """
+    if _is_packed(masks):
+        b, _, _, words = masks.shape
+        both = scratch("pairs:and", (b, stop - start, words), np.uint64)
+        bits = scratch("pairs:bits", (len(first), b, stop - start, words), np.uint8)
+        for k, (i, j) in enumerate(zip(first, second)):  # six pairs; views, no copies of the masks
+            np.bitwise_and(masks[:, i, start:stop], masks[:, j, start:stop], out=both)
+            np.bitwise_count(both, out=bits[k])
+        return np.moveaxis(np.add.reduce(bits, axis=-1, dtype=np.int64), 0, 1)
+    # Generic (GPU) path: one pair at a time keeps the boolean temporaries small.
+    return xp.stack(
+        [count_both(masks[:, i, start:stop], masks[:, j, start:stop], xp=xp) for i, j in zip(first, second)],
+        axis=1,
+    )
 
 
 def as_mask(ground: Any, *, xp: Any) -> Any:
