@@ -57,23 +57,21 @@ def test_count_greater_sorted_is_searchsorted_right():
 @pytest.mark.parametrize("n", [64 * 784, 100])  # packed bits, and a length that cannot be packed
 def test_mask_counts_packed_and_plain(n):
     rng = np.random.default_rng(3)
-    a, b = rng.random((4, n), dtype=np.float32), rng.random((4, n), dtype=np.float32)
-    thr = rng.random((4, 3, 1), dtype=np.float32)
+    maps = [rng.random((4, n), dtype=np.float32) for _ in range(3)]
+    thr = rng.random((4, 5, 1), dtype=np.float32)
     ground = rng.random((4, n)) > 0.7
-    results = []
+    on = [m[:, None] > thr for m in maps]  # (4, 5, n) each: the plain definition
+    want_counts = np.stack([np.count_nonzero(o, axis=-1) for o in on], axis=1)
+    want_ground = np.count_nonzero(on[0] & ground[:, None], axis=-1)
+    pairs = ((0, 1), (0, 2), (1, 2))
+    want_pairs = np.stack([np.count_nonzero((on[i] & on[j])[:, 1:4], axis=-1) for i, j in pairs], axis=1)
     for fast in (True, False):
         with _xp.use_fast_paths(fast):
-            ma, mb = _xp.binarize(a, thr, xp=np), _xp.binarize(b, thr, xp=np)
-            mg = _xp.as_mask(ground, xp=np)
-            results.append((_xp.count_true(ma, xp=np), _xp.count_both(ma, mb, xp=np), _xp.count_both(ma, mg, xp=np)))
-    want = (
-        np.count_nonzero(a[:, None] > thr, axis=-1),
-        np.count_nonzero((a[:, None] > thr) & (b[:, None] > thr), axis=-1),
-        np.count_nonzero((a[:, None] > thr) & ground[:, None], axis=-1),
-    )
-    for got in results:
-        for g, w in zip(got, want):
-            np.testing.assert_array_equal(g, w)
+            masks = _xp.binarize(maps, thr, xp=np)
+            np.testing.assert_array_equal(_xp.count_true(masks, xp=np), want_counts)
+            np.testing.assert_array_equal(_xp.count_both(masks[:, 0], _xp.as_mask(ground, xp=np), xp=np), want_ground)
+            got = _xp.count_pairs(masks, [0, 0, 1], [1, 2, 2], 1, 4, xp=np)
+            np.testing.assert_array_equal(got, want_pairs)
 
 
 def test_scratch_buffers_are_reused_per_thread():
