@@ -5,10 +5,11 @@ threshold column, pIA of each negative, IoU of each map pair, raw max/min, GT si
 metrics happen later (`_reduce.py`) on the merged, id-sorted scalars, so any split of the data into
 batches, chunks or shards gives the same numbers.
 
-How one threshold column is measured for all maps of a chunk at once: each map row (B, N) is
-compared with the per-sample thresholds (B, T) into a (B, T, N) mask; the masks are counted with
-one pass each and combined pairwise (pos & GT, and the six map pairs) without ever looping over
-samples, pixels or thresholds in Python.
+How a chunk is measured: the thresholds of every column form one (B, T) array (the median and
+adaptive ones from a selection on the positive map, the others constant); the four maps (B, N)
+are compared with it into one (B, 4, T, N) mask (bit-packed on NumPy); the masks are then counted,
+intersected with the GT and intersected pairwise (the six map pairs) with a handful of array
+operations, without looping over samples, pixels or the threshold grid in Python.
 
 Numerical conventions (shared with the reference code, which works on float32 maps): maps are
 upsampled in float64 and rounded once to the working dtype (float32 for float32 inputs); every

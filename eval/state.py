@@ -39,9 +39,6 @@ DEFAULT_CHUNK_NUMPY = 8
 DEFAULT_CHUNK_CUPY = 256
 MAX_DEFAULT_WORKERS = 4
 
-_OPTIONAL = ("obj", "group")
-
-
 def _available_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
