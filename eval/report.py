@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from vsslrt.errors import InputError
 from vsslrt.eval.keys import NEGATIVES
 
 
@@ -42,6 +43,8 @@ def to_jsonable(value: Any) -> Any:
 
 def _atomic_write(path: str | os.PathLike, text: str) -> Path:
     target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{target}: expected a file path for the report, got a directory.")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

@@ -65,3 +65,10 @@ def test_format_value():
     assert format_value("n_empty_gt", 2.0) == "2"
     assert format_value("max/auroc/pos_vs_noise", 0.75) == "0.7500"
     assert format_value("pos/ciou@fixed", float("nan")) == "nan"
+
+
+def test_a_directory_is_not_a_report_path(tmp_path):
+    from vsslrt.errors import InputError
+
+    with pytest.raises(InputError, match="expected a file path for the report, got a directory"):
+        write_json({"a": 1.0}, tmp_path)
