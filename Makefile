@@ -22,8 +22,13 @@ bench: setup
 test: setup
 	$(BIN)/python -m pytest -m "not gpu and not trt and not cupy" tests
 
+# Speed and memory targets, reported as ratios against a baseline measured in the same run.
 benchmarks: setup
-	$(BIN)/python -m pytest benchmarks --benchmark-only
+	$(BIN)/python -m pytest benchmarks -o python_files='bench_*.py' --benchmark-only
+	$(BIN)/python benchmarks/bench_frontends.py
+	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_pipeline.py --n 64
+	$(BIN)/python benchmarks/bench_pipeline.py --n 64 --noise-bank 16
 
 test-gpu:
 	bash scripts/gpu_check.sh
