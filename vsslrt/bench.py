@@ -20,6 +20,10 @@ One run, per engine folder (DESIGN.md, Pipeline):
 After every batch the evaluator states and the finished sample ids are checkpointed atomically
 (`vsslrt.runstore`); `resume=True` continues from there and ends with the numbers an
 uninterrupted run gives.
+
+The per-engine work on a shard of sample indices (`EngineSession.run_shard`) writes nothing and
+returns mergeable evaluator states: the single-process run above is one shard per engine, and
+`vsslrt.distributed` runs many shards on Ray actors and merges their states on the driver.
 """
 
 from __future__ import annotations
@@ -144,9 +148,26 @@ def run_bench(
     Returns:
         One result per engine (also written to `out`).
     """
+    out = Path(out)
+    dataset, indices = prepare_run(engines, settings, out, resume=resume)
+    results = []
+    for engine in engines:
+        result = _run_engine(Path(engine), dataset, indices, settings, out, resume, progress, stop_after_batches)
+        if result is None:  # stopped early (tests)
+            return results
+        results.append(result)
+    write_run_folder(out, results, settings, dataset)
+    return results
+
+
+def prepare_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path, *, resume: bool) -> tuple[Any, list[int]]:
+    """Check the engines, the settings and the run folder; load the dataset.
+
+    Returns:
+        The dataset and the sample indices of the run (the first `settings.limit` of the dataset).
+    """
     from vsslrt.data import load_dataset
 
-    out = Path(out)
     if not engines:
         raise InputError("bench: expected at least one --engine folder, got none.")
     if out.exists() and any(out.iterdir()) and not resume and (out / "metrics.json").exists():
@@ -170,14 +191,7 @@ def run_bench(
     if len(set(names)) != len(names):
         raise InputError(f"engines: expected folders with distinct names, got {names}.",
                          hint="each engine's results are stored under its folder name")
-    results = []
-    for engine in engines:
-        result = _run_engine(Path(engine), dataset, indices, settings, out, resume, progress, stop_after_batches)
-        if result is None:  # stopped early (tests)
-            return results
-        results.append(result)
-    write_run_folder(out, results, settings, dataset)
-    return results
+    return dataset, indices
 
 
 def _check_settings(s: BenchSettings) -> None:
@@ -192,60 +206,205 @@ def _check_settings(s: BenchSettings) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# One engine
+# One engine: its plan (host only), a session (open encoders) and shards of sample indices
 
 
-def _run_engine(folder, dataset, indices, settings, out, resume, progress, stop_after_batches) -> EngineResult | None:
-    from vsslrt.data import BatchLoader, get_frontend
-    from vsslrt.encoders import open_encoders
-    from vsslrt.eval import Evaluator
+@dataclass
+class EnginePlan:
+    """How one engine is evaluated, from its manifest and the settings alone (no encoders needed).
+
+    A single-process run and a distributed driver build the same plan, so both create evaluators
+    with the same configuration and turn the merged evaluator state into the same `EngineResult`.
+    """
+
+    folder: Path
+    manifest: Any
+    backend: str
+    precision: str
+    use_ogl: bool
+    thresholds: dict[str, dict[str, Any]]
+    interp: str
+    value_range: tuple[float, float]
+    sweep: np.ndarray
+    baseline_names: list[str]
+    manifest_sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def new_evaluators(self, settings: BenchSettings) -> dict[str, Any]:
+        """Empty evaluators: "model", and "baseline:<name>" for each scored baseline."""
+        from vsslrt.eval import Evaluator
+
+        def new() -> Any:
+            return Evaluator(protocol=settings.protocol, thresholds={k: v["value"] for k, v in self.thresholds.items()},
+                             fixed=settings.fixed, interp=self.interp, sweep=self.sweep)
+
+        return {"model": new(), **{f"baseline:{b}": new() for b in self.baseline_names}}
+
+    def identity(self, settings: BenchSettings, n_samples: int) -> dict[str, Any]:
+        """What a resume checkpoint must match: every setting that changes the numbers."""
+        return {
+            "vsslrt": __version__, "engine": self.name, "manifest_sha256": self.manifest_sha256,
+            "dataset": settings.dataset, "data_dir": str(Path(settings.data_dir).resolve()), "samples": n_samples,
+            "protocol": settings.protocol, "repeats": settings.effective_repeats, "seed": settings.seed,
+            "thresholds": self.thresholds, "fixed": settings.fixed, "interp": self.interp, "batch": settings.batch,
+            "noise_bank": settings.noise_bank, "ogl": self.use_ogl, "baselines": self.baseline_names,
+            "backend": self.backend, "precision": self.precision, "sweep_points": settings.sweep_points,
+        }
+
+    def result(self, evaluators: dict[str, Any], skipped: list[dict[str, Any]], timings: dict[str, list[float]],
+               settings: BenchSettings, latency: dict[str, Any] | None = None) -> EngineResult:
+        """Metrics, baselines, calibration and latency from the (merged) evaluators of the whole run.
+
+        Args:
+            latency: The latency block; defaults to the per-batch summary of `timings`.
+        """
+        model_ev = evaluators["model"]
+        if len(model_ev) == 0:
+            raise DataError(f"{settings.data_dir}: no sample could be evaluated ({len(skipped)} skipped).",
+                            hint="run without --skip-bad to see the first error")
+        repeats = settings.effective_repeats
+        metrics = model_ev.compute()
+        base_metrics = {k.split(":", 1)[1]: ev.compute() for k, ev in evaluators.items() if k != "model"}
+        calibration, sweep_curves = _calibrate(model_ev)
+        if latency is None:
+            latency = _latency_summary(timings, repeats, self.backend, self.precision, settings.protocol)
+        manifest = self.manifest
+        return EngineResult(
+            name=self.name, model=manifest.model, metrics=metrics, baselines=base_metrics,
+            thresholds=self.thresholds, calibration=calibration, max_values=model_ev.max_values(), sweep=sweep_curves,
+            latency=latency, n_samples=len(model_ev) // repeats, skipped=skipped,
+            manifest={"model": manifest.model, "frontend": manifest.frontend, "backend": self.backend,
+                      "precision": self.precision, "checkpoint": manifest.checkpoint.label,
+                      "sha256": self.manifest_sha256, "ogl": self.use_ogl, "interp": self.interp},
+        )
+
+
+def plan_engine(folder: Path, settings: BenchSettings, manifest, *, backend: str, precision: str,
+                use_ogl: bool) -> EnginePlan:
+    """The plan of one engine folder for these settings.
+
+    Args:
+        folder: The engine folder.
+        settings: What to run.
+        manifest: The folder's (verified) manifest.
+        backend, precision: What the encoders run with (as resolved by `open_encoders`).
+        use_ogl: Whether the object-saliency graph is opened (OGL metrics and the objectness baseline).
+    """
     from vsslrt.eval.calibration import candidate_grid
-    from vsslrt.head import similarity_maps_multi
 
-    encoders = open_encoders(folder, backend=settings.backend, precision=settings.precision,
-                             threads=settings.threads, with_object=settings.ogl)
-    with encoders:
-        manifest = encoders.manifest
-        spec = get_frontend(manifest.frontend)
+    value_range = (manifest.head.offset - manifest.head.scale, manifest.head.offset + manifest.head.scale)
+    return EnginePlan(
+        folder=Path(folder), manifest=manifest, backend=backend, precision=precision, use_ogl=use_ogl,
+        thresholds=_thresholds(settings, manifest), interp=settings.interp or _default_interp(settings, manifest),
+        value_range=value_range, sweep=candidate_grid(value_range, settings.sweep_points),
+        baseline_names=[b for b in BASELINE_NAMES if settings.baselines and (b != "objectness" or use_ogl)],
+        manifest_sha256=_manifest_hash(Path(folder)),
+    )
+
+
+@dataclass
+class ShardResult:
+    """What one engine produced on a shard of sample indices: host data only, nothing written.
+
+    Attributes:
+        states: `Evaluator.state()` by evaluator ("model", "baseline:<name>"); mergeable, because
+            sample ids are global (repetition * len(dataset) + index).
+        done: Sample indices finished (evaluated or skipped), ascending.
+        skipped: Skipped samples (index, name, file, reason), in batch order.
+        timings: Per-batch stage times in seconds by stage, and "setup_s".
+        backend, precision, use_ogl: What the encoders ran with.
+        stopped: True when `on_batch` asked to stop before the shard's end.
+    """
+
+    states: dict[str, dict[str, np.ndarray]]
+    done: list[int]
+    skipped: list[dict[str, Any]]
+    timings: dict[str, list[float]]
+    backend: str
+    precision: str
+    use_ogl: bool
+    stopped: bool = False
+
+
+# on_batch(evaluators, done, skipped, timings) after every batch of a shard; True stops the shard.
+BatchHook = Callable[[dict[str, Any], set[int], list[dict[str, Any]], dict[str, list[float]]], bool]
+
+
+class EngineSession:
+    """One engine folder opened for a benchmark, reusable for any number of shards.
+
+    Opening verifies the folder and activates the encoders once; a Ray actor holds one session for
+    its lifetime, a single-process run one per engine.
+
+    Args:
+        folder: The engine folder.
+        dataset: The loaded dataset.
+        settings: What to run.
+    """
+
+    def __init__(self, folder: str | Path, dataset, settings: BenchSettings) -> None:
+        from vsslrt.data import get_frontend
+        from vsslrt.encoders import open_encoders
+
+        self.folder = Path(folder)
+        self.dataset = dataset
+        self.settings = settings
+        self.encoders = open_encoders(self.folder, backend=settings.backend, precision=settings.precision,
+                                      threads=settings.threads, with_object=settings.ogl)
+        try:
+            self.spec = get_frontend(self.encoders.manifest.frontend)
+            self.plan = plan_engine(self.folder, settings, self.encoders.manifest, backend=self.encoders.backend,
+                                    precision=self.encoders.precision, use_ogl=self.encoders.objectness is not None)
+        except BaseException:
+            self.encoders.close()
+            raise
+
+    def close(self) -> None:
+        self.encoders.close()
+
+    def __enter__(self) -> EngineSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_shard(self, indices: Sequence[int], *, evaluators: dict[str, Any] | None = None,
+                  on_batch: BatchHook | None = None) -> ShardResult:
+        """Front-ends, encoders, maps and evaluator updates for a shard of sample indices.
+
+        The shard is cut into batches of `settings.batch` from its first index; a shard that starts
+        at a batch boundary of the run therefore feeds the encoders the same batches as a single
+        pass over the run.
+
+        Args:
+            indices: Dataset indices, in order.
+            evaluators: Evaluators to update (a resumed run's); new ones by default.
+            on_batch: Called after every batch with the evaluators and this shard's finished ids,
+                skipped samples and timings so far; returning True stops the shard there.
+
+        Returns:
+            The shard's evaluator states, finished and skipped samples, and timings.
+        """
+        from vsslrt.data import BatchLoader
+        from vsslrt.head import similarity_maps_multi
+
+        settings, dataset, encoders, spec, plan = self.settings, self.dataset, self.encoders, self.spec, self.plan
         mode = settings.protocol
         repeats = settings.effective_repeats
-        thresholds = _thresholds(settings, manifest)
-        interp = settings.interp or _default_interp(settings, manifest)
-        value_range = (manifest.head.offset - manifest.head.scale, manifest.head.offset + manifest.head.scale)
-        use_ogl = encoders.objectness is not None
-        sweep = candidate_grid(value_range, settings.sweep_points)
-
-        def new_evaluator() -> Any:
-            return Evaluator(protocol=mode, thresholds={k: v["value"] for k, v in thresholds.items()},
-                             fixed=settings.fixed, interp=interp, sweep=sweep)
-
-        baseline_names = [b for b in BASELINE_NAMES if settings.baselines and (b != "objectness" or use_ogl)]
-        evaluators = {"model": new_evaluator(), **{f"baseline:{b}": new_evaluator() for b in baseline_names}}
-        identity = {
-            "vsslrt": __version__, "engine": folder.name, "manifest_sha256": _manifest_hash(folder),
-            "dataset": settings.dataset, "data_dir": str(Path(settings.data_dir).resolve()), "samples": len(indices),
-            "protocol": mode, "repeats": repeats, "seed": settings.seed, "thresholds": thresholds,
-            "fixed": settings.fixed, "interp": interp, "batch": settings.batch, "noise_bank": settings.noise_bank,
-            "ogl": use_ogl, "baselines": baseline_names, "backend": encoders.backend, "precision": encoders.precision,
-            "sweep_points": settings.sweep_points,
-        }
-        checkpoint = ShardCheckpoint(out / "shards" / folder.name, identity)
+        evaluators = plan.new_evaluators(settings) if evaluators is None else evaluators
+        todo = [int(i) for i in indices]
         done: set[int] = set()
         skipped: list[dict[str, Any]] = []
         timings: dict[str, list[float]] = {}
-        if checkpoint.exists():
-            if not resume:
-                raise InputError(f"{out}: holds an interrupted run.", hint="add --resume to continue it")
-            state, done, extra = checkpoint.load()
-            for key, ev in evaluators.items():
-                part = {k[len(key) + 1:]: v for k, v in state.items() if k.startswith(key + "/")}
-                evaluators[key] = Evaluator.from_state(part) if part else ev
-            skipped = extra.get("skipped", [])
-            timings = extra.get("timings", {})
 
-        # Batch layout of the whole run; a resumed run continues at a batch boundary.
-        batches = [indices[i : i + settings.batch] for i in range(0, len(indices), settings.batch)]
-        todo = [i for b in batches if not set(b) <= done for i in b]
+        def finish(stopped: bool) -> ShardResult:
+            return ShardResult(states={k: ev.state() for k, ev in evaluators.items()}, done=sorted(done),
+                               skipped=skipped, timings=timings, backend=plan.backend, precision=plan.precision,
+                               use_ogl=plan.use_ogl, stopped=stopped)
+
         loader_reuse = mode == "fixed" and spec.offscreen_matches_positive(mode)
         loader = BatchLoader(
             dataset, spec, mode=mode, batch_size=settings.batch, repeats=repeats, run_seed=settings.seed,
@@ -266,56 +425,99 @@ def _run_engine(folder, dataset, indices, settings, out, resume, progress, stop_
         bank = _noise_bank(spec, mode, settings, encoders) if settings.noise_bank else None
         _add_time(timings, "setup_s", time.perf_counter() - t0)
 
-        n_total = len(indices)
-        batches_run = 0
-        if loader is not None:
-            iterator = iter(loader)
-            while True:
-                t_wait = time.perf_counter()
-                try:
-                    batch = next(iterator)
-                except StopIteration:
-                    break
-                t_ready = time.perf_counter()
-                keep = _usable(batch, reuse, failed_clips, settings.skip_bad, skipped, dataset)
-                ids_this_batch = set(int(i) for i in batch.indices)
-                if keep is not None and len(keep):
-                    stage = _process_batch(batch, keep, encoders, spec, mode, repeats, settings, reuse, audio_cache,
-                                           silence_emb, bank, evaluators, baseline_names, value_range, len(dataset),
-                                           similarity_maps_multi)
-                    stage["frontend_wait"] = t_ready - t_wait
-                    stage["batch_size"] = float(len(keep))
-                    for k, v in stage.items():
-                        _add_time(timings, k, v)
-                skipped.extend(asdict(s) for s in batch.skipped)
-                done |= ids_this_batch | {s.index for s in batch.skipped}
-                checkpoint.save(_merged_state(evaluators), done, {"skipped": skipped, "timings": timings})
-                batches_run += 1
-                if progress is not None:
-                    progress(folder.name, len(done), n_total)
-                if stop_after_batches is not None and batches_run >= stop_after_batches:
-                    return None
+        if loader is None:
+            return finish(False)
+        iterator = iter(loader)
+        while True:
+            t_wait = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            t_ready = time.perf_counter()
+            keep = _usable(batch, reuse, failed_clips, settings.skip_bad, skipped, dataset)
+            ids_this_batch = set(int(i) for i in batch.indices)
+            if keep is not None and len(keep):
+                stage = _process_batch(batch, keep, encoders, spec, mode, repeats, settings, reuse, audio_cache,
+                                       silence_emb, bank, evaluators, plan.baseline_names, plan.value_range,
+                                       len(dataset), similarity_maps_multi)
+                stage["frontend_wait"] = t_ready - t_wait
+                stage["batch_size"] = float(len(keep))
+                for k, v in stage.items():
+                    _add_time(timings, k, v)
+            skipped.extend(asdict(s) for s in batch.skipped)
+            done |= ids_this_batch | {s.index for s in batch.skipped}
+            if on_batch is not None and on_batch(evaluators, done, skipped, timings):
+                return finish(True)
         # Samples dropped at whole-batch level (every sample unreadable) are in loader.skipped too.
-        if loader is not None:
-            known = {s["index"] for s in skipped}
-            skipped.extend(asdict(s) for s in loader.skipped if s.index not in known)
+        known = {s["index"] for s in skipped}
+        skipped.extend(asdict(s) for s in loader.skipped if s.index not in known)
+        done |= {s.index for s in loader.skipped}
+        return finish(False)
 
-        model_ev = evaluators["model"]
-        if len(model_ev) == 0:
-            raise DataError(f"{settings.data_dir}: no sample could be evaluated ({len(skipped)} skipped).",
-                            hint="run without --skip-bad to see the first error")
-        metrics = model_ev.compute()
-        base_metrics = {k.split(":", 1)[1]: ev.compute() for k, ev in evaluators.items() if k != "model"}
-        calibration, sweep_curves = _calibrate(model_ev)
-        latency = _latency_summary(timings, repeats, encoders, mode)
-        return EngineResult(
-            name=folder.name, model=manifest.model, metrics=metrics, baselines=base_metrics,
-            thresholds=thresholds, calibration=calibration, max_values=model_ev.max_values(), sweep=sweep_curves,
-            latency=latency, n_samples=len(model_ev) // repeats, skipped=skipped,
-            manifest={"model": manifest.model, "frontend": manifest.frontend, "backend": encoders.backend,
-                      "precision": encoders.precision, "checkpoint": manifest.checkpoint.label,
-                      "sha256": _manifest_hash(folder), "ogl": use_ogl, "interp": interp},
-        )
+
+def _run_engine(folder, dataset, indices, settings, out, resume, progress, stop_after_batches) -> EngineResult | None:
+    """One engine over the whole run in this process, checkpointed after every batch."""
+    with EngineSession(folder, dataset, settings) as session:
+        plan = session.plan
+        evaluators = plan.new_evaluators(settings)
+        checkpoint = ShardCheckpoint(out / "shards" / folder.name, plan.identity(settings, len(indices)))
+        prior_done: set[int] = set()
+        prior_skipped: list[dict[str, Any]] = []
+        prior_timings: dict[str, list[float]] = {}
+        if checkpoint.exists():
+            if not resume:
+                raise InputError(f"{out}: holds an interrupted run.", hint="add --resume to continue it")
+            state, prior_done, extra = checkpoint.load()
+            for key, parts in split_states(state).items():
+                if key in evaluators:
+                    evaluators[key].merge(parts)
+            prior_skipped = extra.get("skipped", [])
+            prior_timings = extra.get("timings", {})
+
+        # Batch layout of the whole run; a resumed run continues at a batch boundary.
+        batches = [indices[i : i + settings.batch] for i in range(0, len(indices), settings.batch)]
+        todo = [i for b in batches if not set(b) <= prior_done for i in b]
+        batches_run = 0
+
+        def on_batch(evaluators, done, skipped, timings) -> bool:
+            nonlocal batches_run
+            all_done = prior_done | done
+            checkpoint.save(join_states({k: ev.state() for k, ev in evaluators.items()}), all_done,
+                            {"skipped": prior_skipped + skipped, "timings": concat_timings([prior_timings, timings])})
+            batches_run += 1
+            if progress is not None:
+                progress(folder.name, len(all_done), len(indices))
+            return stop_after_batches is not None and batches_run >= stop_after_batches
+
+        shard = session.run_shard(todo, evaluators=evaluators, on_batch=on_batch)
+        if shard.stopped:
+            return None
+        return plan.result(evaluators, prior_skipped + shard.skipped, concat_timings([prior_timings, shard.timings]),
+                           settings)
+
+
+def join_states(states: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """{evaluator: state} -> one flat mapping "<evaluator>/<array>" (the checkpoint layout)."""
+    return {f"{key}/{name}": value for key, state in states.items() for name, value in state.items()}
+
+
+def split_states(flat: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """The inverse of `join_states`."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, value in flat.items():
+        key, _, array = name.partition("/")
+        out.setdefault(key, {})[array] = value
+    return out
+
+
+def concat_timings(parts: Sequence[dict[str, list[float]]]) -> dict[str, list[float]]:
+    """Per-stage time lists of several shards (or of a resumed run), in the given order."""
+    out: dict[str, list[float]] = {}
+    for part in parts:
+        for name, values in part.items():
+            out.setdefault(name, []).extend(float(v) for v in values)
+    return out
 
 
 def _process_batch(batch, keep, encoders, spec, mode, repeats, settings, reuse, audio_cache, silence_emb, bank,
@@ -523,7 +725,8 @@ def _add_time(timings: dict[str, list[float]], name: str, seconds: float) -> Non
     timings.setdefault(name, []).append(float(seconds))
 
 
-def _latency_summary(timings: dict[str, list[float]], repeats: int, encoders, mode: str) -> dict[str, Any]:
+def _latency_summary(timings: dict[str, list[float]], repeats: int, backend: str, precision: str,
+                     mode: str) -> dict[str, Any]:
     """Per-batch stage statistics of the run (milliseconds) and its throughput."""
     from vsslrt.engine.profiler import LatencyStats, environment_block
 
@@ -545,17 +748,8 @@ def _latency_summary(timings: dict[str, list[float]], repeats: int, encoders, mo
         "maps_per_s": 4 * repeats * samples / wall if wall > 0 else None,
         "per_sample_ms": LatencyStats.from_samples(per_sample).to_json_ms() if per_sample else None,
         "stages_ms_per_batch": stages,
-        "environment": environment_block(backend=encoders.backend, precision=encoders.precision,
-                                         extra={"protocol": mode}),
+        "environment": environment_block(backend=backend, precision=precision, extra={"protocol": mode}),
     }
-
-
-def _merged_state(evaluators: dict[str, Any]) -> dict[str, np.ndarray]:
-    state: dict[str, np.ndarray] = {}
-    for key, ev in evaluators.items():
-        for name, value in ev.state().items():
-            state[f"{key}/{name}"] = value
-    return state
 
 
 def _manifest_hash(folder: Path) -> str:
