@@ -39,9 +39,17 @@ def _save(plt, fig, path: Path) -> None:
 
 
 def _threshold_lines(ax, thresholds: Mapping[str, float]) -> None:
-    styles = ["--", ":", "-.", (0, (5, 1)), (0, (1, 1))]
-    for i, (name, value) in enumerate(sorted(thresholds.items(), key=lambda kv: kv[1])):
-        ax.axvline(value, color="black", linestyle=styles[i % len(styles)], linewidth=1, label=f"{name} = {value:.3f}")
+    # Universal thresholds (from the engine or the command line) in solid dark colours, this run's
+    # calibration candidates ("cal:...") dashed, so the two families read apart.
+    dark = ["#000000", "#5b2c6f", "#1b4f72", "#7b241c", "#145a32"]
+    light = ["#8e44ad", "#2e86c1", "#c0392b", "#27ae60", "#d68910"]
+    fixed_i = cal_i = 0
+    for name, value in sorted(thresholds.items(), key=lambda kv: kv[1]):
+        if name.startswith("cal:"):
+            colour, style, cal_i = light[cal_i % len(light)], "--", cal_i + 1
+        else:
+            colour, style, fixed_i = dark[fixed_i % len(dark)], "-", fixed_i + 1
+        ax.axvline(value, color=colour, linestyle=style, linewidth=1, label=f"{name} = {value:.3f}")
 
 
 def plot_max_values(max_values: Mapping[str, np.ndarray], thresholds: Mapping[str, float], path: Path,
