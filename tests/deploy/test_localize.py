@@ -44,9 +44,10 @@ def test_scores_and_decisions_equal_the_runs_maxima(localizer, fit_run, fit_pair
     np.testing.assert_allclose(single.raw_map, results[4].raw_map, atol=1e-6)
 
 
-def test_result_map_mask_and_boxes(localizer, fit_pairs, calibration_file):
+def test_result_map_mask_and_boxes_at_image_size(engine, fit_pairs, calibration_file):
     image, audio = fit_pairs[0]
-    result = localizer.localize(image, audio)
+    with Localizer(engine, calibration_file, map_size="image", threads=1) as loc:
+        result = loc.localize(image, audio)
     assert result.image_size == (1024, 1024) and result.map.shape == (1024, 1024) == result.mask.shape
     assert result.raw_map.shape == (7, 7) and result.score == float(result.raw_map.max())
     # The upsampled map never exceeds the raw maximum (linear interpolation).
@@ -75,7 +76,7 @@ def test_gate_and_protocol_frame(engine, calibration_file, fit_pairs):
     with Localizer(engine, silent, threads=1) as gated:
         result = gated.localize(image, audio)
     assert not result.sounding and not result.mask.any() and result.boxes == []
-    with Localizer(engine, silent, gate=False, map_size="224", threads=1) as open_:
+    with Localizer(engine, silent, gate=False, threads=1) as open_:  # default frame: 224 x 224
         result = open_.localize(image, audio)
     assert not result.sounding and result.mask.shape == (224, 224) and result.mask.any()
     # Boxes are in image pixels (1024) even when the mask is in the 224 frame.

@@ -43,8 +43,8 @@ def register(app: typer.Typer) -> None:
         iterations: Annotated[int, typer.Option("--iterations", help="Measured calls for --profile.")] = 20,
         batch: Annotated[int, typer.Option("--batch", help="Batch mode: pairs per encoder call.")] = 8,
         map_size: Annotated[MapSize, typer.Option(
-            "--map-size", help="Frame of the map and mask: the image's own size, or the protocol's 224x224 "
-            "(boxes are in image pixels either way).")] = MapSize.image,
+            "--map-size", help="Frame of the map and mask: the protocol's 224x224 (where the thresholds were "
+            "fitted), or the image's own size (finer, slower). Boxes are in image pixels either way.")] = MapSize.protocol,
         gate: Annotated[bool, typer.Option(
             "--gate/--no-gate", help="Show a mask only when the detection says 'sounding'.")] = True,
         backend: Annotated[str | None, typer.Option(
@@ -97,7 +97,7 @@ def _run_single(localizer, image: Path, audio: Path, out: Path, profile: bool, i
                         f"p90 {ms['percentile(90%)']:.2f} ms, p99 {ms['percentile(99%)']:.2f} ms")
     json_path = write_result_json(result, out / f"{result.name}.json", extra)
     png_path = write_overlay_png(result, out / f"{result.name}.png")
-    typer.echo(f"{result.name}: {result.verdict} ({result.timing_ms['total']:.1f} ms); wrote {json_path}, {png_path}")
+    typer.echo(f"{result.name}: {result.verdict} (first call {result.timing_ms['total']:.1f} ms); wrote {json_path}, {png_path}")
     if latency_line:
         typer.echo(latency_line)
 
