@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 BENCH_EXAMPLES = [
     "vsslrt bench                                                    # built-in synthetic benchmark, two demo models",
@@ -15,6 +16,8 @@ BENCH_EXAMPLES = [
     "vsslrt bench --engine engines/ezvsl --engine engines/slavc --dataset vggss --data-dir /data/VGGSS --protocol paper",
     "vsslrt bench --engine engines/ezvsl --dataset is3 --data-dir /data/IS3 --out runs/ezvsl-is3 --resume",
     "vsslrt bench --engine engines/ezvsl --latency-only --out runs/ezvsl-latency",
+    "vsslrt bench --engine engines/ezvsl --dataset vggss --data-dir /data/VGGSS --ray             # local Ray instance",
+    "vsslrt bench --engine engines/ezvsl --dataset vggss --data-dir /data/VGGSS --ray head:6379   # Ray cluster",
 ]
 
 
@@ -30,8 +33,31 @@ class DatasetKind(str, Enum):
     manifest = "manifest"
 
 
+# `--ray` with no value: a local Ray instance (see vsslrt.distributed.LOCAL).
+RAY_LOCAL = "local"
+
+
+class BenchCommand(TyperCommand):
+    """`bench` with an option whose value is optional: `--ray` alone means `--ray local`."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, with_optional_value(args, "--ray", RAY_LOCAL))
+
+
+def with_optional_value(args: list[str], option: str, default: str) -> list[str]:
+    """Insert `default` after a bare `option` (last, or followed by another option)."""
+    out: list[str] = []
+    for position, arg in enumerate(args):
+        if arg == "--":
+            return out + args[position:]
+        out.append(arg)
+        if arg == option and (position + 1 == len(args) or args[position + 1].startswith("-")):
+            out.append(default)
+    return out
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("bench", epilog="Examples:\n\n" + "\n\n".join(BENCH_EXAMPLES))
+    @app.command("bench", cls=BenchCommand, epilog="Examples:\n\n" + "\n\n".join(BENCH_EXAMPLES))
     def bench(
         engine: Annotated[list[Path] | None, typer.Option(
             "--engine", help="Engine folder (from `vsslrt build` or `vsslrt export`); repeat to compare several.")] = None,
@@ -54,7 +80,9 @@ def register(app: typer.Typer) -> None:
         noise_bank: Annotated[int, typer.Option(
             "--noise-bank", help="Use a fixed bank of K noise inputs encoded once instead of per-sample noise "
             "(a documented deviation that halves the audio work). 0 = per-sample noise.")] = 0,
-        workers: Annotated[int, typer.Option("--workers", help="Background data workers.")] = 2,
+        workers: Annotated[int | None, typer.Option(
+            "--workers", help="Background data workers (default 2); with a local --ray instance, its CPUs "
+            "(default: the machine's).")] = None,
         skip_bad: Annotated[bool, typer.Option(
             "--skip-bad", help="Skip samples whose files cannot be read, and list them in the report.")] = False,
         ogl: Annotated[bool, typer.Option("--ogl/--no-ogl", help="Object-guided metrics when the engine has an object graph.")] = True,
@@ -70,6 +98,13 @@ def register(app: typer.Typer) -> None:
         class_dict: Annotated[Path | None, typer.Option("--class-dict", help="Class -> files dictionary (offscreen sampling).")] = None,
         boxes: Annotated[Path | None, typer.Option("--boxes", help="IS3 box file (synthetic3240_bbox.json).")] = None,
         json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
+        ray: Annotated[str | None, typer.Option(
+            "--ray", metavar="[ADDRESS]", help="Run on Ray: alone, a local Ray instance; with an address "
+            "(auto, HOST:6379, ray://HOST:10001), that cluster. One engine per actor; needs vsslrt[dist].")] = None,
+        ray_actors: Annotated[int | None, typer.Option(
+            "--ray-actors", help="Actors per engine. Defaults to the cluster's GPUs (GPU backends) or CPUs.")] = None,
+        ray_block: Annotated[int | None, typer.Option(
+            "--ray-block", help="Samples per Ray block, a multiple of --batch. Defaults to about 4 blocks per actor.")] = None,
     ) -> None:
         """Run the positive/negative benchmark: silence, noise and offscreen audio beside the positives."""
         from rich.console import Console
@@ -105,16 +140,24 @@ def register(app: typer.Typer) -> None:
         settings = BenchSettings(
             dataset=dataset.value, data_dir=data_dir, protocol=protocol.value, repeats=repeats, seed=seed,
             thresholds=parse_thresholds(thresholds) if thresholds else None, fixed=fixed, interp=interp,
-            batch=batch, limit=limit, noise_bank=noise_bank, workers=workers, skip_bad=skip_bad, ogl=ogl,
-            baselines=baselines, backend=backend, precision=precision, metadata=metadata,
+            batch=batch, limit=limit, noise_bank=noise_bank, workers=2 if workers is None else workers,
+            skip_bad=skip_bad, ogl=ogl, baselines=baselines, backend=backend, precision=precision, metadata=metadata,
         )
         run_dir = out or Path("runs") / f"{engine[0].name}-{dataset.value}"
-        results = run_with_progress(engine, settings, run_dir, resume=resume, console=console)
+        if ray is None and (ray_actors is not None or ray_block is not None):
+            raise InputError("bench: expected --ray with --ray-actors or --ray-block, got no --ray.")
+        if ray is not None and resume:
+            raise InputError("bench --ray: expected a new run, got --resume.",
+                             hint="a Ray run is not checkpointed; rerun it into a new --out folder")
+        ray_options = None if ray is None else {
+            "address": None if ray == RAY_LOCAL else ray, "num_cpus": workers if ray == RAY_LOCAL else None,
+            "actors": ray_actors, "block_size": ray_block}
+        results = run_with_progress(engine, settings, run_dir, resume=resume, console=console, ray=ray_options)
         print_summary(results, run_dir, console, json_output)
 
 
-def run_with_progress(engines, settings, run_dir, *, resume, console):
-    """run_bench with a Rich progress bar (samples/s and ETA)."""
+def run_with_progress(engines, settings, run_dir, *, resume, console, ray=None):
+    """run_bench (or, with `ray` options, run_bench_ray) with a Rich progress bar (samples/s and ETA)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from vsslrt.bench import run_bench
@@ -131,6 +174,10 @@ def run_with_progress(engines, settings, run_dir, *, resume, console):
             speed = task.speed
             bar.update(tasks[name], completed=done, rate=f"{speed:.1f} samples/s" if speed else "")
 
+        if ray is not None:
+            from vsslrt.distributed import run_bench_ray
+
+            return run_bench_ray(engines, settings, run_dir, progress=progress, **ray)
         return run_bench(engines, settings, run_dir, resume=resume, progress=progress)
 
 

@@ -1,0 +1,96 @@
+"""`vsslrt bench --ray` on a local Ray instance (2 CPUs): exactly the single-process numbers and run folder.
+
+Needs the `dist` extra (`pip install 'vsslrt[dist]'`); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'vsslrt[dist]' to run the distributed tests")
+pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'vsslrt[dist]'")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from test_distributed import assert_same_metrics, assert_same_run_folders  # noqa: E402
+from tiny_engine import make_tiny_engine  # noqa: E402
+
+from vsslrt.bench import BenchSettings, run_bench  # noqa: E402
+from vsslrt.distributed import run_bench_ray  # noqa: E402
+
+IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
+pytestmark = [
+    pytest.mark.skipif(not IS3_MINI.is_dir(), reason=f"the is3-mini fixture is not at {IS3_MINI}"),
+    pytest.mark.slow,
+    # Ray Data reads its own deprecated settings when it logs its context; nothing vsslrt can change.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*"),
+]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance for the module; run_bench_ray attaches to it and leaves it running."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> Path:
+    return make_tiny_engine(tmp_path_factory.mktemp("engines") / "tiny")
+
+
+def test_ray_run_equals_single_process(local_ray, engine, tmp_path):
+    """Fixed protocol, baselines and OGL: 16 samples in 4 blocks of 2 batches on 2 CPU actors."""
+    settings = BenchSettings(dataset="is3", data_dir=IS3_MINI, batch=2, workers=1)
+    (single,) = run_bench([engine], settings, tmp_path / "single")
+    seen = []
+    (dist,) = run_bench_ray([engine], settings, tmp_path / "ray", block_size=4,
+                            progress=lambda name, done, total: seen.append((name, done, total)))
+    assert ray.is_initialized()  # attached to the running instance, did not shut it down
+    assert dist.latency["distributed"]["blocks"] == 4 and dist.latency["distributed"]["actors"] == 2
+    assert seen[-1] == ("tiny", 16, 16) and len(seen) == 4
+    assert dist.n_samples == single.n_samples == 16
+    assert_same_metrics(single.metrics, dist.metrics)
+    assert dist.baselines.keys() == single.baselines.keys() == {"centre", "whole", "random", "objectness"}
+    for name in single.baselines:
+        assert_same_metrics(single.baselines[name], dist.baselines[name])
+    assert dist.calibration == single.calibration
+    assert_same_run_folders(tmp_path / "single", tmp_path / "ray")
+
+
+def test_ray_paper_protocol_uneven_blocks(local_ray, engine, tmp_path):
+    """Paper protocol, 2 repetitions, blocks of 6, 6 and 4 samples (the last batch is short)."""
+    settings = BenchSettings(dataset="is3", data_dir=IS3_MINI, batch=3, workers=1, protocol="paper", repeats=2,
+                             seed=3, baselines=False)
+    (single,) = run_bench([engine], settings, tmp_path / "single")
+    (dist,) = run_bench_ray([engine], settings, tmp_path / "ray", block_size=6)
+    assert dist.latency["distributed"]["blocks"] == 3
+    assert "F_Pos_Neg" in dist.metrics
+    assert_same_metrics(single.metrics, dist.metrics)
+    assert_same_run_folders(tmp_path / "single", tmp_path / "ray")
+
+
+def test_cli_ray_reports_an_actors_error_as_one_vsslrt_error(local_ray, engine, tmp_path):
+    """`--ray` alone attaches to the running instance; an unreadable clip met on an actor comes back
+    as the DataError naming the file, not as Ray's wrapper."""
+    from vsslrt.cli.app import create_app
+    from vsslrt.errors import DataError
+
+    data = tmp_path / "is3"
+    shutil.copytree(IS3_MINI, data)
+    (data / "audio_wav" / "lion_cat_872_cat.wav").write_bytes(b"RIFF not really a wav")
+    result = CliRunner().invoke(create_app(), [
+        "bench", "--engine", str(engine), "--dataset", "is3", "--data-dir", str(data), "--out", str(tmp_path / "run"),
+        "--batch", "4", "--no-baselines", "--ray", "--ray-block", "8", "--json"])
+    assert isinstance(result.exception, DataError), result.output
+    assert "lion_cat_872_cat.wav" in str(result.exception)
+    assert "Traceback" not in str(result.exception) and not (tmp_path / "run" / "metrics.json").exists()

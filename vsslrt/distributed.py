@@ -1,0 +1,370 @@
+"""The benchmark on Ray Data: blocks of samples on an actor pool, evaluator states merged on the driver.
+
+`run_bench_ray` gives the numbers and the run folder of `vsslrt.bench.run_bench`, with the work
+spread over a Ray cluster (or a local Ray instance):
+
+* the driver cuts the run's sample indices into blocks of whole batches and makes them a
+  `ray.data` dataset, one row per block;
+* `map_batches` runs `ShardWorker` on a fixed actor pool (`ActorPoolStrategy`): each actor opens
+  ONE engine session in `__init__` (encoders activated once; `num_gpus=1` per actor when the
+  backend runs on a GPU, CPU actors otherwise) and, per block, runs the front-ends, the encoders
+  and the evaluator updates (`vsslrt.bench.EngineSession.run_shard`);
+* an actor returns the evaluator STATE of its block (per-sample scalars, a few hundred bytes per
+  sample, never maps), serialised as one `.npz` byte string per row, with its skipped samples
+  and timings;
+* the driver merges the states (`Evaluator.merge`) and writes the run folder with
+  `vsslrt.bench.write_run_folder`.
+
+Why the result does not depend on the split: sample ids are global (repetition * len(dataset) +
+index), so block states never collide and `Evaluator.compute` sorts by id before reducing;
+negatives are drawn per sample from (seed, repetition, index); and blocks start at batch
+boundaries of the run, so the encoders see the same batches as in a single process.
+
+Ray is optional (`pip install 'vsslrt[dist]'`) and imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vsslrt.bench import (BenchSettings, EngineResult, Progress, ShardResult, concat_timings, join_states, plan_engine,
+                          prepare_run, split_states, write_run_folder)
+from vsslrt import errors
+from vsslrt.errors import BackendUnavailableError, InputError, VsslrtError, missing_extra
+
+#: `--ray` without an address: start a local Ray instance (or use the one this process already runs).
+LOCAL = "local"
+#: Backends whose encoders run on a GPU: their actors ask Ray for one GPU each.
+GPU_BACKENDS = ("ort-cuda", "ort-trt", "trt")
+#: Blocks per actor when the block size is not given: enough to balance uneven blocks.
+BLOCKS_PER_ACTOR = 4
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the Data library is a separate extra of ray
+    except ImportError as exc:
+        raise missing_extra("ray", "dist", "run the benchmark on a Ray cluster (--ray)") from exc
+    return ray
+
+
+# ------------------------------------------------------------------------------------------------
+# Entry point
+
+
+def run_bench_ray(
+    engines: Sequence[str | Path],
+    settings: BenchSettings,
+    out: str | Path,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    actors: int | None = None,
+    cpus_per_actor: int | None = None,
+    block_size: int | None = None,
+    progress: Progress | None = None,
+) -> list[EngineResult]:
+    """Run the benchmark of each engine on Ray and write the run folder of a single-process run.
+
+    Every node must see the engine folders and the dataset at the same paths (a shared file
+    system) and have vsslrt installed.
+
+    Args:
+        engines: Engine folders.
+        settings: What to run (as for `vsslrt.bench.run_bench`).
+        out: The run folder (written by the driver only).
+        address: A Ray cluster address ("auto", "HOST:6379", "ray://HOST:10001"); None or "local"
+            starts a local instance, or uses the one this process is already connected to.
+        num_cpus: CPUs of a local instance started here. Defaults to the machine's.
+        actors: Actors per engine. Defaults to the cluster's GPUs (GPU backends) or its CPUs
+            divided by `cpus_per_actor`.
+        cpus_per_actor: CPUs reserved per actor (its data-loading threads, and ONNX Runtime
+            threads on CPU backends). Defaults to 1 for CPU actors, and the CPUs per GPU less
+            one for GPU actors.
+        block_size: Samples per block, a multiple of `settings.batch`. Defaults to about
+            4 blocks per actor.
+        progress: Called with (engine name, samples done, samples total) as blocks finish.
+
+    Returns:
+        One result per engine; the metrics equal those of `run_bench` on the same settings.
+
+    Raises:
+        BackendUnavailableError: Ray is not installed, or the cluster lacks the GPUs the backend needs.
+        InputError: Bad settings or block size.
+    """
+    ray = _import_ray()
+    out = Path(out)
+    for name, value in (("num_cpus", num_cpus), ("actors", actors), ("cpus_per_actor", cpus_per_actor),
+                        ("block_size", block_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"ray: expected {name} to be an integer >= 1, got {value!r}.")
+    dataset, indices = prepare_run(engines, settings, out, resume=False)
+    if block_size is not None and block_size % settings.batch:
+        raise InputError(
+            f"ray: expected the block size to be a multiple of the batch size {settings.batch}, got {block_size}.",
+            hint="blocks of whole batches feed the encoders the batches of a single-process run",
+        )
+    started = connect(address, num_cpus=num_cpus)
+    try:
+        results = [
+            _run_engine(ray, Path(engine), dataset, indices, settings, actors=actors, cpus_per_actor=cpus_per_actor,
+                        block_size=block_size, progress=progress)
+            for engine in engines
+        ]
+    finally:
+        if started:
+            ray.shutdown()
+    write_run_folder(out, results, settings, dataset)
+    return results
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
+    """Connect this process to Ray.
+
+    Args:
+        address: None or "local": use the instance this process is connected to, else the one in
+            RAY_ADDRESS, else start a local one. Anything else is a cluster address for `ray.init`.
+        num_cpus: CPUs of a local instance started here (None: the machine's).
+
+    Returns:
+        True when this call connected (the caller shuts Ray down when done), False when this
+        process was already connected.
+    """
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    # Worker output is not forwarded: the driver's stdout may carry JSON; worker logs stay in
+    # Ray's session folder, and errors come back as exceptions.
+    if address in (None, LOCAL) and not os.environ.get("RAY_ADDRESS"):
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(address=None if address in (None, LOCAL) else address, log_to_driver=False)
+    return True
+
+
+# ------------------------------------------------------------------------------------------------
+# Driver side of one engine
+
+
+def _run_engine(ray, folder: Path, dataset, indices: list[int], settings: BenchSettings, *, actors: int | None,
+                cpus_per_actor: int | None, block_size: int | None, progress: Progress | None) -> EngineResult:
+    from vsslrt.manifest import Manifest
+
+    # Verify on the driver first: a wrong folder fails here with one line, before any actor starts.
+    manifest = Manifest.read(folder)
+    manifest.verify_files(folder)
+    backend = settings.backend or (manifest.backend or {}).get("backend", "ort")
+    layout = plan_layout(len(indices), settings.batch, backend=backend, resources=ray.cluster_resources(),
+                         actors=actors, cpus_per_actor=cpus_per_actor, block_size=block_size)
+    blocks = [(k, start, min(start + layout["block_size"], len(indices)))
+              for k, start in enumerate(range(0, len(indices), layout["block_size"]))]
+    # Actors run the ONNX Runtime CPU graphs on their own CPUs only (results do not depend on it).
+    worker_settings = replace(settings, workers=layout["cpus_per_actor"],
+                              threads=settings.threads or (None if layout["num_gpus"] else layout["cpus_per_actor"]))
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the CLI draws its own
+    if hasattr(context, "print_on_execution_start"):
+        context.print_on_execution_start = False
+    rows = ray.data.from_items(
+        [{"block": k, "start": indices[start], "stop": indices[stop - 1] + 1} for k, start, stop in blocks],
+        override_num_blocks=len(blocks),
+    )
+    shards = rows.map_batches(
+        ShardWorker,
+        fn_constructor_kwargs={"folder": str(folder), "settings": worker_settings},
+        batch_size=1,  # one block per call: a block is already many batches of work
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=layout["actors"], max_tasks_in_flight_per_actor=1),
+        num_cpus=layout["cpus_per_actor"],
+        num_gpus=layout["num_gpus"],
+    )
+
+    t0 = time.perf_counter()
+    received: dict[int, ShardResult] = {}
+    for row in shards.iter_rows():
+        received[int(row["block"])] = unpack_shard(row["state"], row["info"])  # raises an actor's vsslrt error
+        if progress is not None:
+            progress(folder.name, sum(len(s.done) for s in received.values()), len(indices))
+    wall = time.perf_counter() - t0
+    return merge_shards(folder, manifest, settings, [received[k] for k, _, _ in blocks],
+                        distributed={**layout, "blocks": len(blocks), "wall_s": wall,
+                                     "address": _cluster_address(ray)})
+
+
+def plan_layout(n_samples: int, batch: int, *, backend: str, resources: dict[str, float], actors: int | None = None,
+                cpus_per_actor: int | None = None, block_size: int | None = None) -> dict[str, Any]:
+    """Actors, their resources and the block size of one engine's run on a cluster.
+
+    Args:
+        n_samples: Samples in the run.
+        batch: The run's batch size (blocks are whole batches).
+        backend: The engine's backend; GPU backends get one GPU per actor.
+        resources: `ray.cluster_resources()`.
+        actors, cpus_per_actor, block_size: Explicit choices (see `run_bench_ray`).
+
+    Returns:
+        {"actors", "cpus_per_actor", "num_gpus" (per actor), "block_size"}.
+
+    Raises:
+        BackendUnavailableError: A GPU backend on a cluster without GPUs.
+    """
+    gpus = int(resources.get("GPU", 0))
+    cpus = max(1, int(resources.get("CPU", 1)))
+    needs_gpu = backend in GPU_BACKENDS
+    if needs_gpu and gpus < 1:
+        raise BackendUnavailableError(
+            f"ray: expected at least one GPU in the cluster for backend {backend}, got none.",
+            hint="start the Ray nodes on GPU machines, or pass --backend ort to run the ONNX graphs on CPU actors",
+        )
+    if cpus_per_actor is None:
+        cpus_per_actor = max(1, cpus // gpus - 1) if needs_gpu else 1
+    if actors is None:
+        actors = gpus if needs_gpu else max(1, cpus // cpus_per_actor)
+    n_batches = math.ceil(n_samples / batch)
+    if block_size is None:
+        block_size = batch * max(1, math.ceil(n_batches / (BLOCKS_PER_ACTOR * actors)))
+    n_blocks = math.ceil(n_samples / block_size)
+    return {"actors": max(1, min(actors, n_blocks)), "cpus_per_actor": cpus_per_actor,
+            "num_gpus": 1 if needs_gpu else 0, "block_size": block_size}
+
+
+def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequence[ShardResult], *,
+                 distributed: dict[str, Any] | None = None) -> EngineResult:
+    """Merge the shards of one engine (in block order) into the result of the whole run.
+
+    Args:
+        folder: The engine folder.
+        manifest: Its manifest.
+        settings: The run's settings.
+        shards: Every block's result.
+        distributed: Facts about the execution (actors, blocks, wall time) for latency.json.
+    """
+    from vsslrt.bench import _latency_summary
+
+    if not shards:
+        raise InputError(f"{folder.name}: expected at least one block of samples, got none.")
+    ran_with = {(s.backend, s.precision, s.use_ogl) for s in shards}
+    if len(ran_with) != 1:
+        raise InputError(f"{folder.name}: expected every actor to run one configuration, got {sorted(ran_with)}.",
+                         hint="give every node the same vsslrt install and engine folder")
+    backend, precision, use_ogl = ran_with.pop()
+    plan = plan_engine(folder, settings, manifest, backend=backend, precision=precision, use_ogl=use_ogl)
+    evaluators = plan.new_evaluators(settings)
+    for shard in shards:
+        for key, state in shard.states.items():
+            evaluators[key].merge(state)
+    skipped = [s for shard in shards for s in shard.skipped]
+    timings = concat_timings([s.timings for s in shards])
+    latency = _latency_summary(timings, settings.effective_repeats, backend, precision, settings.protocol)
+    if distributed is not None:
+        wall = float(distributed["wall_s"])
+        samples = latency["samples"]
+        # On a cluster the per-batch times add up over actors that ran in parallel: the rate the
+        # user gets is the driver's wall-clock rate.
+        latency["what"] = ("per-batch times summed over the actors; samples_per_s and maps_per_s are wall-clock "
+                           "rates of the distributed run")
+        latency["busy_s"] = latency["total_s"]
+        latency["total_s"] = wall
+        latency["samples_per_s"] = samples / wall if wall > 0 else None
+        latency["maps_per_s"] = 4 * settings.effective_repeats * samples / wall if wall > 0 else None
+        latency["distributed"] = {"engine": "ray", **distributed}
+    return plan.result(evaluators, skipped, timings, settings, latency=latency)
+
+
+def _cluster_address(ray) -> str | None:
+    try:
+        return ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - informational only
+        return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Actor side
+
+
+class ShardWorker:
+    """A Ray Data actor: one engine session, opened once, evaluating blocks of sample indices.
+
+    Args:
+        folder: The engine folder (the same path on every node).
+        settings: The run's settings (the dataset is loaded from them on the actor).
+    """
+
+    def __init__(self, folder: str, settings: BenchSettings) -> None:
+        from vsslrt.bench import EngineSession
+        from vsslrt.data import load_dataset
+
+        # A user error (unreadable file, missing backend on this node) travels back in the output
+        # rows, so that the driver raises it as it is rather than as Ray's wrapper around it.
+        self.session = None
+        self.error: VsslrtError | None = None
+        try:
+            dataset = load_dataset(settings.dataset, settings.data_dir, **settings.metadata)
+            self.session = EngineSession(folder, dataset, settings)
+        except VsslrtError as exc:
+            self.error = exc
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """{"block", "start", "stop"} rows -> {"block", "state", "info"} rows, one per block."""
+        blocks, states, infos = [], [], []
+        for block, start, stop in zip(batch["block"], batch["start"], batch["stop"]):
+            try:
+                if self.error is not None:
+                    raise self.error
+                state, info = pack_shard(self.session.run_shard(range(int(start), int(stop))))
+            except VsslrtError as exc:
+                state, info = b"", json.dumps({"error": {"type": type(exc).__name__, "message": exc.message,
+                                                         "hint": exc.hint}})
+            blocks.append(int(block))
+            states.append(state)
+            infos.append(info)
+        return {"block": np.array(blocks, dtype=np.int64), "state": np.array(states, dtype=object),
+                "info": np.array(infos, dtype=object)}
+
+
+def pack_shard(shard: ShardResult) -> tuple[bytes, str]:
+    """A shard as (npz bytes of its evaluator states, JSON of everything else)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **join_states(shard.states))
+    info = {"done": shard.done, "skipped": shard.skipped, "timings": shard.timings, "backend": shard.backend,
+            "precision": shard.precision, "use_ogl": shard.use_ogl}
+    return buffer.getvalue(), json.dumps(info, default=_plain)
+
+
+def unpack_shard(state: bytes, info: str) -> ShardResult:
+    """The inverse of `pack_shard`.
+
+    Raises:
+        VsslrtError: The error the actor met on this block (same class, message and hint).
+    """
+    meta = json.loads(str(info))
+    if "error" in meta:
+        error = meta["error"]
+        cls = getattr(errors, error["type"], VsslrtError)
+        cls = cls if isinstance(cls, type) and issubclass(cls, VsslrtError) else VsslrtError
+        raise cls(error["message"], hint=error["hint"])
+    with np.load(io.BytesIO(bytes(state)), allow_pickle=False) as npz:
+        flat = {k: npz[k] for k in npz.files}
+    return ShardResult(states=split_states(flat), done=[int(i) for i in meta["done"]], skipped=meta["skipped"],
+                       timings=meta["timings"], backend=meta["backend"], precision=meta["precision"],
+                       use_ogl=bool(meta["use_ogl"]))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
