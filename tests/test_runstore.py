@@ -52,3 +52,29 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
         atomic_write_text(target, "half")
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
+
+
+def test_part_log_appends_and_loads_in_order(tmp_path):
+    from vsslrt.runstore import PartLog
+
+    log = PartLog(tmp_path / "engine", {"seed": 0})
+    log.start()
+    log.append({"x": np.arange(2)}, {0, 1}, {"skipped": []})
+    log.append({"x": np.arange(2, 4)}, {2, 3}, {"skipped": [{"index": 9}]})
+    parts = PartLog(tmp_path / "engine", {"seed": 0}).load()
+    assert [sorted(done) for _, done, _ in parts] == [[0, 1], [2, 3]]
+    np.testing.assert_array_equal(np.concatenate([s["x"] for s, _, _ in parts]), np.arange(4))
+    assert parts[1][2] == {"skipped": [{"index": 9}]}
+    with pytest.raises(InputError, match="--resume"):
+        PartLog(tmp_path / "engine", {"seed": 0}).start()
+    with pytest.raises(ManifestMismatchError, match="seed"):
+        PartLog(tmp_path / "engine", {"seed": 1}).load()
+
+
+def test_part_files_are_world_readable(tmp_path):
+    from vsslrt.runstore import PartLog
+
+    log = PartLog(tmp_path, {"a": 1})
+    log.start()
+    path = log.append({}, set())
+    assert path.stat().st_mode & 0o044 == 0o044

@@ -27,6 +27,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are as readable as any other output
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -108,3 +109,77 @@ class ShardCheckpoint:
         arrays[self._DONE] = np.array(sorted(done), dtype=np.int64)
         arrays[self._META] = np.array(meta)
         atomic_savez(self.path, arrays)
+
+
+class PartLog:
+    """An append-only, resumable log of per-batch evaluator states for one (engine, shard).
+
+    Each finished batch is written as its own small file `part-NNNNNN.npz` (atomically), holding
+    only that batch's per-sample state, its sample ids and its notes. Saving a batch therefore costs
+    the same at sample 100 as at sample 100,000 (a single growing checkpoint would be rewritten after
+    every batch: quadratic I/O). Because evaluator states merge exactly, loading the parts in order
+    and merging them gives the state of an uninterrupted run. The run's identity is stored once in
+    `identity.json`; resuming with another identity is refused.
+    """
+
+    _DONE = "__done__"
+    _META = "__meta__"
+
+    def __init__(self, directory: Path, identity: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.identity = json.loads(json.dumps(identity, default=_json_default))
+        self.identity_path = self.directory / "identity.json"
+
+    def exists(self) -> bool:
+        return self.identity_path.exists()
+
+    def parts(self) -> list[Path]:
+        return sorted(self.directory.glob("part-*.npz"))
+
+    def start(self) -> None:
+        """Begin a new log (refuses to overwrite one: that is what resume is for)."""
+        if self.exists():
+            raise InputError(f"{self.directory}: holds an interrupted run.", hint="add --resume to continue it")
+        atomic_write_json(self.identity_path, self.identity)
+
+    def check_identity(self) -> None:
+        try:
+            stored = json.loads(self.identity_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.identity_path}: unreadable ({exc}).",
+                             hint="delete the run folder to start again") from exc
+        if stored != self.identity:
+            changed = sorted(k for k in set(stored) | set(self.identity) if stored.get(k) != self.identity.get(k))
+            raise ManifestMismatchError(
+                f"{self.directory}: cannot resume, the run settings changed ({', '.join(changed)}).",
+                hint="rerun with the original settings, or choose a new --out folder",
+            )
+
+    def append(self, state: dict[str, np.ndarray], done: set[int] | list[int], extra: dict[str, Any] | None = None) -> Path:
+        for reserved in (self._DONE, self._META):
+            if reserved in state:
+                raise ValueError(f"state key {reserved!r} is reserved")
+        existing = self.parts()
+        number = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+        arrays = dict(state)
+        arrays[self._DONE] = np.array(sorted(int(i) for i in done), dtype=np.int64)
+        arrays[self._META] = np.array(json.dumps(extra or {}, default=_json_default))
+        path = self.directory / f"part-{number:06d}.npz"
+        atomic_savez(path, arrays)
+        return path
+
+    def load(self) -> list[tuple[dict[str, np.ndarray], set[int], dict[str, Any]]]:
+        """Every part in order: (state, finished sample ids, notes)."""
+        self.check_identity()
+        out = []
+        for path in self.parts():
+            try:
+                with np.load(path, allow_pickle=False) as npz:
+                    arrays = {k: npz[k] for k in npz.files}
+                extra = json.loads(str(arrays.pop(self._META)))
+                done = {int(i) for i in arrays.pop(self._DONE)}
+            except (OSError, ValueError, KeyError) as exc:
+                raise InputError(f"{path}: unreadable resume part ({exc}).",
+                                 hint="delete this part file; its batch is recomputed on --resume") from exc
+            out.append((arrays, done, extra))
+        return out

@@ -55,17 +55,17 @@ def _visual(path, rng):
           [helper.make_tensor_value_info("visual", TensorProto.FLOAT, ["N", 1, EMBED, GRID, GRID])], path)
 
 
-def _audio(path, rng):
+def _audio(path, rng, audio=AUDIO):
     nodes = [
         helper.make_node("ReduceMean", ["audio"], ["mean"], axes=[3], keepdims=0),  # (N, 1, 257)
         helper.make_node("Flatten", ["mean"], ["flat"], axis=1),
         helper.make_node("Gemm", ["flat", "w", "b"], ["fc"], transB=1),
         helper.make_node("Reshape", ["fc", "shape"], ["raw"]),
     ]
-    inits = [_w(rng, (EMBED, AUDIO[1]), "w"), _w(rng, (EMBED,), "b"), _c("shape", [-1, 1, EMBED])]
+    inits = [_w(rng, (EMBED, audio[1]), "w"), _w(rng, (EMBED,), "b"), _c("shape", [-1, 1, EMBED])]
     n, i = _norm("raw", "emb", "a")
     n.append(helper.make_node("Identity", ["emb"], ["audio_embedding"]))
-    _save(nodes + n, inits + i, "audio", [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["N", *AUDIO])],
+    _save(nodes + n, inits + i, "audio", [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["N", *audio])],
           [helper.make_tensor_value_info("audio_embedding", TensorProto.FLOAT, ["N", 1, EMBED])], path)
 
 
@@ -79,11 +79,15 @@ def _object(path):
           [helper.make_tensor_value_info("object", TensorProto.FLOAT, ["N", GRID, GRID])], path)
 
 
-def make_tiny_engine(folder: Path, *, seed: int = 0, with_object: bool = True) -> Path:
+def make_tiny_engine(folder: Path, *, seed: int = 0, with_object: bool = True, frontend: str = "ezvsl") -> Path:
+    """A tiny engine folder whose audio graph takes the named front-end's input shape."""
+    from vsslrt.data import get_frontend
+
+    audio = tuple(get_frontend(frontend).output_shape())
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     _visual(folder / "visual.onnx", rng)
-    _audio(folder / "audio.onnx", rng)
+    _audio(folder / "audio.onnx", rng, audio)
     graphs = [
         {"role": "visual", "precision": "fp32", "file": "visual.onnx", "inputs": ["image"], "outputs": ["visual"]},
         {"role": "audio", "precision": "fp32", "file": "audio.onnx", "inputs": ["audio"], "outputs": ["audio_embedding"]},
@@ -95,8 +99,8 @@ def make_tiny_engine(folder: Path, *, seed: int = 0, with_object: bool = True) -
         outputs["object"] = {"shape": ["batch", GRID, GRID]}
     files = {g["file"]: {"sha256": sha256_file(folder / g["file"]), "size": (folder / g["file"]).stat().st_size} for g in graphs}
     doc = {
-        "model": "ezvsl", "frontend": "ezvsl", "head": {"num_maps": 1, "scale": 0.5, "offset": 0.5}, "map_size": GRID,
-        "inputs": {"image": {"shape": ["batch", 3, 224, 224]}, "audio": {"shape": ["batch", *AUDIO]}},
+        "model": "ezvsl" if frontend == "ezvsl" else f"tiny-{frontend}", "frontend": frontend, "head": {"num_maps": 1, "scale": 0.5, "offset": 0.5}, "map_size": GRID,
+        "inputs": {"image": {"shape": ["batch", 3, 224, 224]}, "audio": {"shape": ["batch", *audio]}},
         "outputs": outputs, "graphs": graphs, "files": files,
         "checkpoint": {"random_init": True, "seed": seed},
         "thresholds": {"max": {"value": 0.55, "provenance": "test"}, "max10": {"value": 0.605, "provenance": "test"},
