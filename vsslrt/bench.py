@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -270,7 +269,7 @@ class EnginePlan:
         base_metrics = {k.split(":", 1)[1]: ev.compute() for k, ev in evaluators.items() if k != "model"}
         calibration, sweep_curves = _calibrate(model_ev)
         if latency is None:
-            latency = _latency_summary(timings, repeats, self.backend, self.precision, settings.protocol)
+            latency = latency_summary(timings, repeats, self.backend, self.precision, settings.protocol)
         manifest = self.manifest
         return EngineResult(
             name=self.name, model=manifest.model, metrics=metrics, baselines=base_metrics,
@@ -725,8 +724,8 @@ def _add_time(timings: dict[str, list[float]], name: str, seconds: float) -> Non
     timings.setdefault(name, []).append(float(seconds))
 
 
-def _latency_summary(timings: dict[str, list[float]], repeats: int, backend: str, precision: str,
-                     mode: str) -> dict[str, Any]:
+def latency_summary(timings: dict[str, list[float]], repeats: int, backend: str, precision: str,
+                    mode: str) -> dict[str, Any]:
     """Per-batch stage statistics of the run (milliseconds) and its throughput."""
     from vsslrt.engine.profiler import LatencyStats, environment_block
 

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from vsslrt.bench import (BenchSettings, EngineResult, Progress, ShardResult, concat_timings, join_states, plan_engine,
-                          prepare_run, split_states, write_run_folder)
+from vsslrt.bench import (BenchSettings, EngineResult, Progress, ShardResult, concat_timings, join_states,
+                          latency_summary, plan_engine, prepare_run, split_states, write_run_folder)
 from vsslrt import errors
 from vsslrt.errors import BackendUnavailableError, InputError, VsslrtError, missing_extra
 
@@ -251,8 +251,6 @@ def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequen
         shards: Every block's result.
         distributed: Facts about the execution (actors, blocks, wall time) for latency.json.
     """
-    from vsslrt.bench import _latency_summary
-
     if not shards:
         raise InputError(f"{folder.name}: expected at least one block of samples, got none.")
     ran_with = {(s.backend, s.precision, s.use_ogl) for s in shards}
@@ -267,7 +265,7 @@ def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequen
             evaluators[key].merge(state)
     skipped = [s for shard in shards for s in shard.skipped]
     timings = concat_timings([s.timings for s in shards])
-    latency = _latency_summary(timings, settings.effective_repeats, backend, precision, settings.protocol)
+    latency = latency_summary(timings, settings.effective_repeats, backend, precision, settings.protocol)
     if distributed is not None:
         wall = float(distributed["wall_s"])
         samples = latency["samples"]
