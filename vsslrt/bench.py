@@ -17,9 +17,10 @@ One run, per engine folder (DESIGN.md, Pipeline):
 * audio-agnostic baselines (centre prior, whole image, random map, object saliency alone) are
   scored with the same evaluator settings, so the report can state the model's margin over them.
 
-After every batch the evaluator states and the finished sample ids are checkpointed atomically
-(`vsslrt.runstore`); `resume=True` continues from there and ends with the numbers an
-uninterrupted run gives.
+After every batch, that batch's evaluator states and finished sample ids are appended to the
+engine's part log as one small file written atomically (`vsslrt.runstore.PartLog`: constant cost per
+batch); `resume=True` merges the parts and continues, ending with the numbers an uninterrupted run
+gives. A finished run keeps one consolidated state per engine (`shards/<engine>/checkpoint.npz`).
 
 The per-engine work on a shard of sample indices (`EngineSession.run_shard`) writes nothing and
 returns mergeable evaluator states: the single-process run above is one shard per engine, and
@@ -41,7 +42,7 @@ import numpy as np
 from vsslrt import __version__
 from vsslrt.baselines import baseline_maps
 from vsslrt.errors import DataError, InputError
-from vsslrt.runstore import ShardCheckpoint, atomic_savez, atomic_write_json, atomic_write_text
+from vsslrt.runstore import PartLog, ShardCheckpoint, atomic_savez, atomic_write_json, atomic_write_text
 
 CONDITIONS = ("pos", "silence", "noise", "offscreen")
 NEGATIVES = ("silence", "noise", "offscreen")
@@ -116,6 +117,8 @@ class EngineResult:
     n_samples: int
     skipped: list[dict[str, Any]]
     manifest: dict[str, Any]
+    state: dict[str, np.ndarray] | None = None  # every evaluator's state, "<evaluator>/<array>"
+    identity: dict[str, Any] | None = None  # the run identity the state belongs to
 
 
 Progress = Callable[[str, int, int], None]  # (engine name, samples done, samples total)
@@ -236,11 +239,13 @@ class EnginePlan:
         """Empty evaluators: "model", and "baseline:<name>" for each scored baseline."""
         from vsslrt.eval import Evaluator
 
-        def new() -> Any:
+        def new(sweep: Any) -> Any:
             return Evaluator(protocol=settings.protocol, thresholds={k: v["value"] for k, v in self.thresholds.items()},
-                             fixed=settings.fixed, interp=self.interp, sweep=self.sweep)
+                             fixed=settings.fixed, interp=self.interp, sweep=sweep)
 
-        return {"model": new(), **{f"baseline:{b}": new() for b in self.baseline_names}}
+        # Only the model's evaluator keeps the calibration sweep (per-sample values at every candidate
+        # threshold); the baselines are scored at the run's thresholds, which keeps their state small.
+        return {"model": new(self.sweep), **{f"baseline:{b}": new(None) for b in self.baseline_names}}
 
     def identity(self, settings: BenchSettings, n_samples: int) -> dict[str, Any]:
         """What a resume checkpoint must match: every setting that changes the numbers."""
@@ -254,11 +259,13 @@ class EnginePlan:
         }
 
     def result(self, evaluators: dict[str, Any], skipped: list[dict[str, Any]], timings: dict[str, list[float]],
-               settings: BenchSettings, latency: dict[str, Any] | None = None) -> EngineResult:
+               settings: BenchSettings, latency: dict[str, Any] | None = None,
+               identity: dict[str, Any] | None = None) -> EngineResult:
         """Metrics, baselines, calibration and latency from the (merged) evaluators of the whole run.
 
         Args:
             latency: The latency block; defaults to the per-batch summary of `timings`.
+            identity: The run identity (`identity()`), stored with the final state in the run folder.
         """
         model_ev = evaluators["model"]
         if len(model_ev) == 0:
@@ -278,6 +285,8 @@ class EnginePlan:
             manifest={"model": manifest.model, "frontend": manifest.frontend, "backend": self.backend,
                       "precision": self.precision, "checkpoint": manifest.checkpoint.label,
                       "sha256": self.manifest_sha256, "ogl": self.use_ogl, "interp": self.interp},
+            state=join_states({k: ev.state() for k, ev in evaluators.items()}),
+            identity=identity,
         )
 
 
@@ -328,7 +337,8 @@ class ShardResult:
     stopped: bool = False
 
 
-# on_batch(evaluators, done, skipped, timings) after every batch of a shard; True stops the shard.
+# on_batch(batch_evaluators, batch_done, batch_skipped, batch_timings) after every batch of a shard,
+# with what THAT batch added (its own evaluators hold only its samples); True stops the shard.
 BatchHook = Callable[[dict[str, Any], set[int], list[dict[str, Any]], dict[str, list[float]]], bool]
 
 
@@ -381,8 +391,9 @@ class EngineSession:
         Args:
             indices: Dataset indices, in order.
             evaluators: Evaluators to update (a resumed run's); new ones by default.
-            on_batch: Called after every batch with the evaluators and this shard's finished ids,
-                skipped samples and timings so far; returning True stops the shard there.
+            on_batch: Called after every batch with that batch's own evaluators (only its samples;
+                they are merged into the running ones afterwards), finished ids, skipped samples and
+                timings; returning True stops the shard there.
 
         Returns:
             The shard's evaluator states, finished and skipped samples, and timings.
@@ -434,19 +445,29 @@ class EngineSession:
             except StopIteration:
                 break
             t_ready = time.perf_counter()
-            keep = _usable(batch, reuse, failed_clips, settings.skip_bad, skipped, dataset)
-            ids_this_batch = set(int(i) for i in batch.indices)
+            batch_skipped: list[dict[str, Any]] = []
+            batch_timings: dict[str, list[float]] = {}
+            keep = _usable(batch, reuse, failed_clips, settings.skip_bad, batch_skipped, dataset)
+            # Each batch is measured into fresh evaluators, then merged: the hook can persist exactly
+            # this batch's state (constant cost per checkpoint), and merging is exact.
+            batch_evaluators = plan.new_evaluators(settings)
             if keep is not None and len(keep):
                 stage = _process_batch(batch, keep, encoders, spec, mode, repeats, settings, reuse, audio_cache,
-                                       silence_emb, bank, evaluators, plan.baseline_names, plan.value_range,
+                                       silence_emb, bank, batch_evaluators, plan.baseline_names, plan.value_range,
                                        len(dataset), similarity_maps_multi)
                 stage["frontend_wait"] = t_ready - t_wait
                 stage["batch_size"] = float(len(keep))
                 for k, v in stage.items():
-                    _add_time(timings, k, v)
-            skipped.extend(asdict(s) for s in batch.skipped)
-            done |= ids_this_batch | {s.index for s in batch.skipped}
-            if on_batch is not None and on_batch(evaluators, done, skipped, timings):
+                    _add_time(batch_timings, k, v)
+            batch_skipped.extend(asdict(s) for s in batch.skipped)
+            batch_done = {int(i) for i in batch.indices} | {s.index for s in batch.skipped}
+            for key, ev in batch_evaluators.items():
+                evaluators[key].merge(ev)
+            skipped.extend(batch_skipped)
+            done |= batch_done
+            for k, v in batch_timings.items():
+                timings.setdefault(k, []).extend(v)
+            if on_batch is not None and on_batch(batch_evaluators, batch_done, batch_skipped, batch_timings):
                 return finish(True)
         # Samples dropped at whole-batch level (every sample unreadable) are in loader.skipped too.
         known = {s["index"] for s in skipped}
@@ -456,44 +477,49 @@ class EngineSession:
 
 
 def _run_engine(folder, dataset, indices, settings, out, resume, progress, stop_after_batches) -> EngineResult | None:
-    """One engine over the whole run in this process, checkpointed after every batch."""
+    """One engine over the whole run in this process, each finished batch appended to the part log."""
     with EngineSession(folder, dataset, settings) as session:
         plan = session.plan
         evaluators = plan.new_evaluators(settings)
-        checkpoint = ShardCheckpoint(out / "shards" / folder.name, plan.identity(settings, len(indices)))
+        identity = plan.identity(settings, len(indices))
+        log = PartLog(out / "shards" / folder.name, identity)
         prior_done: set[int] = set()
         prior_skipped: list[dict[str, Any]] = []
-        prior_timings: dict[str, list[float]] = {}
-        if checkpoint.exists():
+        prior_timings: list[dict[str, list[float]]] = []
+        if log.exists():
             if not resume:
                 raise InputError(f"{out}: holds an interrupted run.", hint="add --resume to continue it")
-            state, prior_done, extra = checkpoint.load()
-            for key, parts in split_states(state).items():
-                if key in evaluators:
-                    evaluators[key].merge(parts)
-            prior_skipped = extra.get("skipped", [])
-            prior_timings = extra.get("timings", {})
+            for state, done, extra in log.load():
+                for key, part in split_states(state).items():
+                    if key in evaluators:
+                        evaluators[key].merge(part)
+                prior_done |= done
+                prior_skipped += extra.get("skipped", [])
+                prior_timings.append(extra.get("timings", {}))
+        else:
+            log.start()
 
         # Batch layout of the whole run; a resumed run continues at a batch boundary.
         batches = [indices[i : i + settings.batch] for i in range(0, len(indices), settings.batch)]
         todo = [i for b in batches if not set(b) <= prior_done for i in b]
         batches_run = 0
+        finished = set(prior_done)
 
-        def on_batch(evaluators, done, skipped, timings) -> bool:
+        def on_batch(batch_evaluators, batch_done, batch_skipped, batch_timings) -> bool:
             nonlocal batches_run
-            all_done = prior_done | done
-            checkpoint.save(join_states({k: ev.state() for k, ev in evaluators.items()}), all_done,
-                            {"skipped": prior_skipped + skipped, "timings": concat_timings([prior_timings, timings])})
+            log.append(join_states({k: ev.state() for k, ev in batch_evaluators.items()}), batch_done,
+                       {"skipped": batch_skipped, "timings": batch_timings})
+            finished.update(batch_done)
             batches_run += 1
             if progress is not None:
-                progress(folder.name, len(all_done), len(indices))
+                progress(folder.name, len(finished), len(indices))
             return stop_after_batches is not None and batches_run >= stop_after_batches
 
         shard = session.run_shard(todo, evaluators=evaluators, on_batch=on_batch)
         if shard.stopped:
             return None
-        return plan.result(evaluators, prior_skipped + shard.skipped, concat_timings([prior_timings, shard.timings]),
-                           settings)
+        return plan.result(evaluators, prior_skipped + shard.skipped, concat_timings([*prior_timings, shard.timings]),
+                           settings, identity=identity)
 
 
 def join_states(states: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -835,6 +861,13 @@ def write_run_folder(out: Path, results: list[EngineResult], settings: BenchSett
     }
     atomic_write_json(out / "metrics.json", to_jsonable(doc))
     atomic_write_json(out / "latency.json", to_jsonable({r.name: r.latency for r in results}))
+    for r in results:
+        if r.state is not None:
+            # The finished run's full evaluator state (calibrate reads it), then the per-batch parts go.
+            n = int((r.identity or {}).get("samples", r.n_samples))
+            ShardCheckpoint(out / "shards" / r.name, r.identity or {}).save(r.state, set(range(n)))
+            for part in PartLog(out / "shards" / r.name, r.identity or {}).parts():
+                part.unlink()
     arrays = {f"{r.name}/{cond}": np.asarray(v) for r in results for cond, v in r.max_values.items()}
     atomic_savez(out / "max_values.npz", arrays)
     for r in results:

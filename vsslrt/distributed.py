@@ -278,7 +278,9 @@ def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequen
         latency["samples_per_s"] = samples / wall if wall > 0 else None
         latency["maps_per_s"] = 4 * settings.effective_repeats * samples / wall if wall > 0 else None
         latency["distributed"] = {"engine": "ray", **distributed}
-    return plan.result(evaluators, skipped, timings, settings, latency=latency)
+    n_samples = len({i for shard in shards for i in shard.done})
+    return plan.result(evaluators, skipped, timings, settings, latency=latency,
+                       identity=plan.identity(settings, n_samples))
 
 
 def _cluster_address(ray) -> str | None:

@@ -40,8 +40,15 @@ def assert_same_metrics(a: dict[str, float], b: dict[str, float]) -> None:
 
 
 def assert_same_run_folders(single: Path, other: Path) -> None:
-    """Same files; metrics.json equal but for its creation time; identical max values."""
-    assert sorted(p.name for p in single.iterdir() if p.name != "shards") == sorted(p.name for p in other.iterdir())
+    """Same files; metrics.json equal but for its creation time; identical max values and final states."""
+    assert sorted(p.name for p in single.iterdir()) == sorted(p.name for p in other.iterdir())
+    for ckpt in sorted((single / "shards").glob("*/checkpoint.npz")):
+        twin = other / "shards" / ckpt.parent.name / "checkpoint.npz"
+        with np.load(ckpt) as x, np.load(twin) as y:
+            assert sorted(x.files) == sorted(y.files)
+            for key in x.files:
+                if key != "__meta__":
+                    np.testing.assert_array_equal(x[key], y[key], err_msg=key)
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (single, other))
     a.pop("created"), b.pop("created")
     assert a == b
