@@ -33,6 +33,7 @@ from vsslrt.manifest import (
     GraphEntry,
     Manifest,
     ParityFigures,
+    describe_failures,
     TensorSpec,
     sha256_file,
 )
@@ -310,13 +311,8 @@ def _check_parity(spec, model, object_model, exported, images, audios, threads) 
             figures[f"object.{precision}"] = compare_maps(
                 object_ref, got, max_abs * scale, min_argmax, batches, runtime
             )
-    failed = {k: v for k, v in figures.items() if not v.passed}
-    if failed:
-        detail = "; ".join(
-            f"{k}: max |diff| {v.max_abs_diff:.3g} (tolerance {v.max_abs_tolerance:.3g}), argmax agreement "
-            f"{v.argmax_agreement:.0%} (minimum {v.min_argmax_agreement:.0%})"
-            for k, v in failed.items()
-        )
+    detail = describe_failures(figures)
+    if detail:
         raise EngineBuildError(
             f"{spec.name}: expected the ONNX graphs to match PyTorch on {n} realistic samples, got {detail}.",
             hint="rerun with VSSLRT_DEBUG=1; try --precision fp32, or another opset with --opset",

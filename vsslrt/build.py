@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from vsslrt.errors import EngineBuildError, InputError, ManifestMismatchError
-from vsslrt.manifest import MANIFEST_NAME, Manifest, ParityFigures, sha256_file
+from vsslrt.manifest import MANIFEST_NAME, Manifest, ParityFigures, describe_failures, sha256_file
 from vsslrt.models import get_model
 
 ENGINE_DIR = "engines"
@@ -142,13 +142,8 @@ def build_engine_folder(
 
     batches = _parity_batches(profile, parity_samples)
     parity = check_parity(folder, manifest, runners, precision, batches, seed, threads, label=f"{chosen} {precision}")
-    failed = {k: v for k, v in parity.items() if not v.passed}
-    if failed:
-        detail = "; ".join(
-            f"{k}: max |diff| {v.max_abs_diff:.3g} (tolerance {v.max_abs_tolerance:.3g}), argmax agreement "
-            f"{v.argmax_agreement:.0%} (minimum {v.min_argmax_agreement:.0%})"
-            for k, v in failed.items()
-        )
+    detail = describe_failures(parity)
+    if detail:
         raise EngineBuildError(
             f"{folder}: expected the {chosen} {precision} engines to match ONNX Runtime fp32, got {detail}.",
             hint="try --precision fp32, or report the model and GPU (TensorRT has had miscompiles)",

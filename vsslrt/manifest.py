@@ -89,6 +89,18 @@ class ParityFigures:
     passed: bool
 
 
+def describe_failures(figures: dict[str, ParityFigures]) -> str | None:
+    """One line naming every failed comparison with its figures and tolerances, or None if all passed."""
+    failed = {k: v for k, v in figures.items() if not v.passed}
+    if not failed:
+        return None
+    return "; ".join(
+        f"{k}: max |diff| {v.max_abs_diff:.3g} (tolerance {v.max_abs_tolerance:.3g}), argmax agreement "
+        f"{v.argmax_agreement:.0%} (minimum {v.min_argmax_agreement:.0%})"
+        for k, v in failed.items()
+    )
+
+
 @dataclass(frozen=True)
 class CheckpointInfo:
     """Where the weights came from: a file (path + sha256) or a seeded random initialisation."""
