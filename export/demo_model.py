@@ -20,6 +20,7 @@ audio (N,1,64); ``model.onnx`` image, audio -> map (N,14,14); batch dimension dy
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 from pathlib import Path
 
@@ -68,8 +69,18 @@ class DemoVisualNet(nn.Module):
         return self.proj(self.stage3(self.stage2(self.stage1(self.stem(image)))))
 
 
+# The front-end's floor, log(0 + 1e-7) / 12: the input is shifted so that the floor is 0, like the
+# convolutions' zero padding; otherwise every clip's strongest response sits on the padded border.
+AUDIO_FLOOR = math.log(DEMO_FRONTEND.log_eps) / DEMO_FRONTEND.divisor
+AUDIO_GAIN = 4.0
+
+
 class DemoAudioNet(nn.Module):
-    """(N, 1, F, T) log-spectrogram -> (N, C) projected embedding (not normalised)."""
+    """(N, 1, F, T) log-spectrogram -> (N, C) projected embedding (not normalised).
+
+    The input is first mapped to (x - AUDIO_FLOOR) * AUDIO_GAIN (0 for silence, about 2.6 for the
+    loudest partials of the synthetic clips).
+    """
 
     def __init__(self, width: tuple[int, int, int, int] = (16, 32, 64, 96), dim: int = DEMO_EMBED_DIM) -> None:
         super().__init__()
@@ -78,11 +89,27 @@ class DemoAudioNet(nn.Module):
             _conv(1, w1, stride=2), _conv(w1, w2, stride=2), _conv(w2, w3, stride=2), _conv(w3, w4, stride=2),
             _conv(w4, w4),
         )
-        self.proj = nn.Linear(w4, dim)
+        bins = DEMO_FRONTEND.output_shape()[1]
+        for _ in range(4):
+            bins = (bins + 1) // 2  # each stride-2 layer (padding 1) halves the frequency axis, rounding up
+        # Centring the pooled features (BatchNorm) keeps the clips' embeddings apart at the start;
+        # without it, they share one dominant direction and the contrastive objective stalls.
+        self.norm = nn.BatchNorm1d(w4 * bins)
+        self.proj = nn.Linear(w4 * bins, dim)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        pooled = torch.amax(self.features(audio), dim=(2, 3))  # global max pooling, as EZ-VSL's audio net
-        return self.proj(pooled)
+        x = (audio - AUDIO_FLOOR) * AUDIO_GAIN
+        # Max over time only (as EZ-VSL's max pooling, but per frequency band): a sound's identity
+        # lies in where its energy sits in frequency, so the frequency axis is kept for the projection.
+        pooled = torch.amax(self.features(x), dim=3)
+        import os as _os
+        variant = _os.environ.get("DEMO_HEAD_VARIANT", "bn")
+        flat = torch.flatten(pooled, 1)
+        if variant == "bn":
+            return self.proj(self.norm(flat))
+        if variant == "bnrelu":
+            return self.proj(torch.relu(self.norm(flat)))
+        return self.proj(flat)
 
 
 class DemoModel(VSSLModel):

@@ -224,7 +224,7 @@ def train(config: TrainConfig, data: TrainingSet | None = None, *, log=None):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if log is not None and (step % 25 == 0 or step == config.steps - 1):
             log(f"{config.name} step {step + 1}/{config.steps} loss {np.mean(losses[-25:]):.4f} "
                 f"({time.perf_counter() - start:.0f} s)")

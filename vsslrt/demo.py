@@ -59,7 +59,7 @@ def run_default_bench(*, out: Path | None, console: Any, json_output: bool, resu
     console.print(f"Backend: {backend} ({reason}). Models: {', '.join(DEMO_MODELS)}. Data: {data_dir}")
     settings = BenchSettings(dataset="manifest", data_dir=Path(data_dir), protocol="fixed", batch=batch,
                              backend=backend, workers=2)
-    run_dir = out or _fresh_run_dir(Path("runs"), "demo")
+    run_dir = out or (Path("runs") / "demo" if resume else _fresh_run_dir(Path("runs"), "demo"))
     results = run_with_progress(engines, settings, run_dir, resume=resume, console=console)
     print_summary(results, run_dir, console, json_output)
     if not json_output:
