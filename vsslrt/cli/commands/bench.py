@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from vsslrt.cli._options import Protocol
 from typer.core import TyperCommand
 
 BENCH_EXAMPLES = [
@@ -19,11 +21,6 @@ BENCH_EXAMPLES = [
     "vsslrt bench --engine engines/ezvsl --dataset vggss --data-dir /data/VGGSS --ray             # local Ray instance",
     "vsslrt bench --engine engines/ezvsl --dataset vggss --data-dir /data/VGGSS --ray head:6379   # Ray cluster",
 ]
-
-
-class Protocol(str, Enum):
-    fixed = "fixed"
-    paper = "paper"
 
 
 class DatasetKind(str, Enum):

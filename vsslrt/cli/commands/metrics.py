@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from vsslrt.cli._options import Interp, Protocol
 
 METRICS_EXAMPLES = [
     "vsslrt metrics examples/example_maps.npz                        # fixed protocol, median/adaptive/0.5",
     "vsslrt metrics maps.npz --thresholds max=0.6041,max10=0.6645,maxq3=0.6382 --json metrics.json",
     "vsslrt metrics maps.npz --protocol paper --thresholds max=0.6041,max10=0.6645,maxq3=0.6382 --markdown report.md",
 ]
-
-
-class Protocol(str, Enum):
-    fixed = "fixed"
-    paper = "paper"
-
-
-class Interp(str, Enum):
-    bilinear = "bilinear"
-    cv2 = "cv2"
 
 
 def register(app: typer.Typer) -> None:
