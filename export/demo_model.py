@@ -1,14 +1,14 @@
 """The demo models: small dual encoders trained on the synthetic benchmark, and their ONNX export.
 
-Architecture (about 0.35 M parameters, ~1.4 MB of fp32 weights):
+Architecture (about 0.42 M parameters, ~1.7 MB of fp32 weights):
 
 * visual: 224x224 ImageNet-normalised RGB -> 4x4 stride-4 patch stem -> three stages of 3x3
   convolutions (BatchNorm, ReLU; stride 2 between stages) -> 1x1 projection to C = 64 ->
   L2-normalised (N, K=1, 64, 14, 14) feature map;
 * audio: log-PSD spectrogram (1, 257, 97) of a 1 s, 16 kHz clip (`vsslrt.data.synth.DEMO_FRONTEND`,
-  an `vsslrt.data.frontends.AudioFrontend`)
-  -> four stride-2 3x3 convolutions and one more 3x3 -> global max pooling over time and frequency
-  (as EZ-VSL's audio net) -> linear projection to 64 -> L2-normalised (N, K=1, 64);
+  an `vsslrt.data.frontends.AudioFrontend`), shifted so that the front-end's floor is 0 -> four
+  stride-2 3x3 convolutions and one more 3x3 -> global max pooling over time and frequency (as
+  EZ-VSL's audio net) -> BatchNorm, ReLU -> linear projection to 64 -> L2-normalised (N, K=1, 64);
 * map: EZ-VSL's head, (cos + 1) / 2 per location (`DEMO_HEAD`: scale 0.5, offset 0.5), so maps lie in
   [0, 1] and 0.5 means "orthogonal".
 
@@ -79,7 +79,8 @@ class DemoAudioNet(nn.Module):
     """(N, 1, F, T) log-spectrogram -> (N, C) projected embedding (not normalised).
 
     The input is first mapped to (x - AUDIO_FLOOR) * AUDIO_GAIN (0 for silence, about 2.6 for the
-    loudest partials of the synthetic clips).
+    loudest partials of the synthetic clips). As EZ-VSL's audio net, the features are max-pooled
+    over the whole time-frequency plane before the projection.
     """
 
     def __init__(self, width: tuple[int, int, int, int] = (16, 32, 64, 96), dim: int = DEMO_EMBED_DIM) -> None:
@@ -89,27 +90,16 @@ class DemoAudioNet(nn.Module):
             _conv(1, w1, stride=2), _conv(w1, w2, stride=2), _conv(w2, w3, stride=2), _conv(w3, w4, stride=2),
             _conv(w4, w4),
         )
-        bins = DEMO_FRONTEND.output_shape()[1]
-        for _ in range(4):
-            bins = (bins + 1) // 2  # each stride-2 layer (padding 1) halves the frequency axis, rounding up
-        # Centring the pooled features (BatchNorm) keeps the clips' embeddings apart at the start;
-        # without it, they share one dominant direction and the contrastive objective stalls.
-        self.norm = nn.BatchNorm1d(w4 * bins)
-        self.proj = nn.Linear(w4 * bins, dim)
+        # BatchNorm on the pooled features keeps the clips' embeddings apart at the start (without
+        # it they share one dominant direction and the contrastive objective stalls for a long
+        # while); the ReLU after it keeps the projection's input non-negative, as in EZ-VSL.
+        self.norm = nn.BatchNorm1d(w4)
+        self.proj = nn.Linear(w4, dim)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         x = (audio - AUDIO_FLOOR) * AUDIO_GAIN
-        # Max over time only (as EZ-VSL's max pooling, but per frequency band): a sound's identity
-        # lies in where its energy sits in frequency, so the frequency axis is kept for the projection.
-        pooled = torch.amax(self.features(x), dim=3)
-        import os as _os
-        variant = _os.environ.get("DEMO_HEAD_VARIANT", "bn")
-        flat = torch.flatten(pooled, 1)
-        if variant == "bn":
-            return self.proj(self.norm(flat))
-        if variant == "bnrelu":
-            return self.proj(torch.relu(self.norm(flat)))
-        return self.proj(flat)
+        pooled = torch.amax(self.features(x), dim=(2, 3))  # global max pooling, as EZ-VSL's audio net
+        return self.proj(F.relu(self.norm(pooled)))
 
 
 class DemoModel(VSSLModel):

@@ -75,7 +75,7 @@ class TrainConfig:
     batch: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    tau: float = 0.03
+    tau: float = 0.07
     noise_clips: int = 3
     margin: float = -0.9
     hinge_weight: float = 1.0
