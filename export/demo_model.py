@@ -12,9 +12,10 @@ Architecture (about 0.42 M parameters, ~1.7 MB of fp32 weights):
 * map: EZ-VSL's head, (cos + 1) / 2 per location (`DEMO_HEAD`: scale 0.5, offset 0.5), so maps lie in
   [0, 1] and 0.5 means "orthogonal".
 
-Export follows the project's graph contracts (`vsslrt.export.wrappers`, `vsslrt.export.onnx_io`):
-``visual.onnx`` image (N,3,224,224) -> visual (N,1,64,14,14); ``audio.onnx`` audio (N,1,257,97) ->
-audio (N,1,64); ``model.onnx`` image, audio -> map (N,14,14); batch dimension dynamic.
+Export follows the project's graph contracts (`vsslrt.export.pipeline`): ``visual.onnx`` image
+(N,3,224,224) -> visual (N,1,64,14,14); ``audio.onnx`` audio (N,1,257,97) -> audio_embedding (N,1,64);
+``model.onnx`` image, audio -> map (N,14,14), composed from the two encoder graphs and the head;
+batch dimension dynamic.
 """
 
 from __future__ import annotations
@@ -165,10 +166,10 @@ def export_demo(model: DemoModel, out_dir: str | Path, *, images: np.ndarray, au
         EngineBuildError: export, ONNX check or parity failed.
     """
     from vsslrt.errors import EngineBuildError
-    from vsslrt.export.onnx_io import export_module
+    from vsslrt.export.onnx_io import check_model, compose_fused, export_module, save_model
     from vsslrt.export.parity import FP32_MAX_ABS, compare_maps, run_in_batches
-    from vsslrt.export.pipeline import ort_session
-    from vsslrt.export.wrappers import AudioEncoder, FusedMap, VisualEncoder
+    from vsslrt.export.pipeline import GRAPH_FILES, GRAPH_IO, ort_session
+    from vsslrt.export.wrappers import AudioEncoder, VisualEncoder
     from vsslrt.head import similarity_maps
     from vsslrt.manifest import CheckpointInfo, GraphEntry, Manifest, TensorSpec, sha256_file
 
@@ -176,22 +177,22 @@ def export_demo(model: DemoModel, out_dir: str | Path, *, images: np.ndarray, au
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     img_t, aud_t = torch.from_numpy(images), torch.from_numpy(audios)
-    graphs = {
-        "visual": (VisualEncoder(model), (img_t[:2],), ("image",), ("visual",), "visual.onnx"),
-        "audio": (AudioEncoder(model), (aud_t[:2],), ("audio",), ("audio",), "audio.onnx"),
-        "fused": (FusedMap(model, DEMO_HEAD), (img_t[:2], aud_t[:2]), ("image", "audio"), ("map",), "model.onnx"),
-    }
-    entries = []
-    for role, (module, example, ins, outs, file) in graphs.items():
-        export_module(module.eval(), example, out / file, ins, outs)
-        entries.append(GraphEntry(role, "fp32", file, ins, outs))
+    visual_proto, _ = export_module(VisualEncoder(model).eval(), (img_t[:2],), out / GRAPH_FILES["visual"],
+                                    *GRAPH_IO["visual"])
+    audio_proto, _ = export_module(AudioEncoder(model).eval(), (aud_t[:2],), out / GRAPH_FILES["audio"],
+                                   *GRAPH_IO["audio"])
+    # The fused graph is the two encoder graphs plus the head, as the project's export builds it.
+    fused_proto, _ = compose_fused(visual_proto, audio_proto, DEMO_HEAD.scale, DEMO_HEAD.offset)
+    save_model(fused_proto, out / GRAPH_FILES["fused"])
+    check_model(out / GRAPH_FILES["fused"])
+    entries = [GraphEntry(role, "fp32", GRAPH_FILES[role], *GRAPH_IO[role]) for role in ("visual", "audio", "fused")]
 
     # Parity: PyTorch eager vs ONNX Runtime, on batch sizes 1 and n - 1 (the dynamic batch).
     n = len(images)
     batches = (1, n - 1)
     with torch.no_grad():
         reference = model.reference_map(img_t, aud_t).numpy()
-    vis_s, aud_s, fused_s = (ort_session(out / g[4], threads) for g in graphs.values())
+    vis_s, aud_s, fused_s = (ort_session(out / GRAPH_FILES[role], threads) for role in ("visual", "audio", "fused"))
     visual = run_in_batches(lambda x: vis_s.run(None, {"image": x})[0], (images,), batches)
     audio = run_in_batches(lambda x: aud_s.run(None, {"audio": x})[0], (audios,), batches)
     fused = run_in_batches(lambda i, a: fused_s.run(None, {"image": i, "audio": a})[0], (images, audios), batches)
@@ -229,7 +230,7 @@ def export_demo(model: DemoModel, out_dir: str | Path, *, images: np.ndarray, au
         },
         outputs={
             "visual": TensorSpec(("batch", 1, c, size, size)),
-            "audio": TensorSpec(("batch", 1, c)),
+            "audio_embedding": TensorSpec(("batch", 1, c)),
             "map": TensorSpec(("batch", size, size)),
         },
         graphs=entries,

@@ -73,12 +73,12 @@ class TrainConfig:
     train_records: int = synth.DEFAULT_TRAIN_RECORDS
     steps: int = 400
     batch: int = 64
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     tau: float = 0.07
     noise_clips: int = 3
     margin: float = -0.9
-    hinge_weight: float = 1.0
+    hinge_weight: float = 3.0
     threads: int = 2
 
     @property
@@ -435,6 +435,8 @@ def write_training_record(folder: Path, result: TrainResult, command: str, param
         },
         "steps": result.config.steps,
         "wall_seconds": round(result.wall_seconds, 1),
+        # Time train() spent reading the cached split (0 when the caller passed it in: the script
+        # loads it once for both models).
         "data_load_seconds": round(result.data_seconds, 1),
         "final_loss": float(np.mean(result.losses[-25:])) if result.losses else None,
         "loss_every_25_steps": [round(float(np.mean(result.losses[i:i + 25])), 4) for i in range(0, len(result.losses), 25)],
@@ -464,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--tau", type=float, default=TrainConfig.tau)
     parser.add_argument("--margin", type=float, default=TrainConfig.margin)
+    parser.add_argument("--hinge-weight", type=float, default=TrainConfig.hinge_weight)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the demo models (default: the package's)")
     parser.add_argument("--eval-records", type=int, default=synth.DEFAULT_TEST_RECORDS,
@@ -490,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         config = TrainConfig(name=name, seed=args.seed, data_seed=args.data_seed, train_records=args.train_records,
                              steps=args.steps, batch=args.batch, lr=args.lr, tau=args.tau, margin=args.margin,
-                             threads=args.threads)
+                             hinge_weight=args.hinge_weight, threads=args.threads)
         model, result = train(config, data, log=log)
         log(f"{name}: trained {config.steps} steps in {result.wall_seconds:.0f} s")
         if args.no_export:
