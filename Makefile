@@ -16,15 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $(STAMP)
 
-# The built-in benchmark needs the two demo models in vsslrt/assets/demo; until they ship, the
-# main job computes every metric of the protocol on the bundled example heatmaps.
+# The built-in benchmark: the two shipped demo models on the synthetic test split (generated on first use).
 bench: setup
-	@if [ -f vsslrt/assets/demo/demo-pos/manifest.json ] && [ -f vsslrt/assets/demo/demo-san/manifest.json ]; then \
-		$(BIN)/vsslrt bench; \
-	else \
-		echo "The demo models are not shipped yet (vsslrt/assets/demo): computing every metric on the bundled example."; \
-		$(BIN)/vsslrt metrics examples/example_maps.npz --thresholds max=0.6041,max10=0.6645,maxq3=0.6382; \
-	fi
+	$(BIN)/vsslrt bench
 
 test: setup
 	$(BIN)/python -m pytest -m "not gpu and not trt and not cupy" tests

@@ -414,6 +414,19 @@ def write_hashes(out: Path) -> Path:
     return target
 
 
+def record_universal_threshold(folder: Path, metrics: dict) -> Path:
+    """Record the F-maximising threshold t* of `evaluate_maps` as the manifest's universal threshold
+    ``maxf``, so that `vsslrt bench` reports each demo at its own t* (not at a fixed 0.5)."""
+    from vsslrt.manifest import Manifest
+    from vsslrt.models import Threshold
+
+    manifest = Manifest.read(folder / "manifest.json")
+    provenance = (f"F-maximising threshold on the synthetic test split ({metrics['n_records']} records, fixed "
+                  "protocol, in-sample), measured by export/train_demo.py evaluate_maps")
+    manifest.thresholds["maxf"] = Threshold(value=float(metrics["threshold"]), provenance=provenance)
+    return manifest.write(folder)
+
+
 def write_training_record(folder: Path, result: TrainResult, command: str, parameters: int,
                           metrics: dict | None) -> Path:
     """`training.json`: how the weights were made, and what they measured."""
@@ -508,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
             export_demo(model, folder, images=images, audios=audios, threads=args.threads)
             metrics = evaluate(onnx_maps(folder, batch, args.threads), batch) if batch is not None else None
             write_training_record(folder, result, command, count_parameters(model), metrics)
+            if metrics is not None:
+                record_universal_threshold(folder, metrics)
         print(json.dumps({"model": name, "train_seconds": round(result.wall_seconds, 1), **(metrics or {})}), flush=True)
         del model
         torch.set_num_threads(args.threads)

@@ -102,6 +102,10 @@ def test_manifest_records_the_files_and_the_training(name):
     assert training["model"] == name
     assert training["command"].startswith("python -m vsslrt.export.train_demo")
     assert {"seed", "steps", "wall_seconds"} <= set(training) and training["data"]["data_seed"] == synth.DEFAULT_SEED
+    # `vsslrt bench` reports each demo at its own F-maximising universal threshold: the one measured
+    # on the test split by the training script, recorded with its provenance.
+    assert manifest.thresholds["maxf"].value == training["test_metrics"]["threshold"]
+    assert "F-maximising" in manifest.thresholds["maxf"].provenance
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -165,3 +169,19 @@ def test_demo_san_positive_maxima_stay_above_its_negative_maxima(maps):
     san = maps["demo-san"]
     for cond in ("silence", "noise"):
         assert np.mean(_maxima(san["positive"]) > _maxima(san[cond])) >= 0.9, cond
+
+
+def _pia(maps: np.ndarray, threshold: float) -> float:
+    """Mean share of the 224 x 224 image above `threshold` (bilinear, align-corners, like the bench)."""
+    from vsslrt.export.train_demo import upsample
+
+    return float((upsample(maps) > threshold).mean())
+
+
+def test_at_their_own_thresholds_demo_pos_lights_up_under_silence_and_noise_and_demo_san_does_not(maps):
+    # Measured on these records at each manifest's maxf threshold: demo-pos 9.4-9.7% of the image under
+    # silence and noise, demo-san 0%.
+    t = {name: Manifest.read(DEMO_ROOT / name).thresholds["maxf"].value for name in NAMES}
+    for cond in ("silence", "noise"):
+        assert _pia(maps["demo-pos"][cond], t["demo-pos"]) >= 0.05, cond
+        assert _pia(maps["demo-san"][cond], t["demo-san"]) <= 0.01, cond
