@@ -129,8 +129,67 @@ def build_engine_folder(
         # fp16 engines are checked against the fp32 graphs, so an fp16 build exports both.
         exported_precision = "both" if precision == "fp16" else "fp32"
         manifest = export(spec.name, folder, checkpoint, seed=seed, precision=exported_precision, threads=threads)
-    roles = [r for r in ROLES if _has_graph(manifest, r, precision)]
+    return _build_and_record(folder, manifest, chosen, reason, precision, profile, exported, workspace_bytes,
+                             optimization_level, parity_samples, seed, threads, trt, cupy)
 
+
+def build_exported_folder(
+    folder: str | os.PathLike[str],
+    *,
+    backend: str = "auto",
+    precision: str = "fp32",
+    batch: str = "1:16:64",
+    workspace_bytes: int = 1 << 30,
+    optimization_level: int = 3,
+    parity_samples: int = 8,
+    seed: int = 0,
+    threads: int | None = None,
+    caps: Any = None,
+    trt: Any = None,
+    cupy: Any = None,
+) -> BuildReport:
+    """Build the engines of a folder that already holds ONNX graphs and their manifest (steps 1 and
+    3-5 of the module docstring): a shipped demo model, or an export made on another machine.
+
+    Args: as `build_engine_folder`, without the export's (model, checkpoint).
+
+    Raises:
+        InputError: Bad precision or batch profile, no manifest, or no graphs of `precision`.
+        ManifestMismatchError: A graph no longer matches the sha256 its manifest records.
+        BackendUnavailableError: The requested backend cannot run here.
+        EngineBuildError: Engine build or the parity check failed.
+    """
+    from vsslrt.engine.probe import capabilities, choose_backend
+    from vsslrt.engine.trt_builder import BatchProfile
+
+    if precision not in BUILD_PRECISIONS:
+        raise InputError(f"build: expected precision to be one of {', '.join(BUILD_PRECISIONS)}, got {precision!r}.")
+    if parity_samples < 2:
+        raise InputError(f"build: expected parity_samples to be >= 2, got {parity_samples}.")
+    profile = BatchProfile.parse(batch)
+    folder = Path(folder)
+    manifest = Manifest.read(folder)
+    for graph in manifest.graphs:  # the graphs only: engines are checked by their own keys
+        record, path = manifest.files.get(graph.file), folder / graph.file
+        if record is None or not path.is_file() or sha256_file(path) != record.sha256:
+            raise ManifestMismatchError(
+                f"{path}: expected the graph recorded in {folder / MANIFEST_NAME} (sha256 "
+                f"{record.sha256[:12] if record else 'none'}), got a missing or different file.",
+                hint="re-export the model into this folder",
+            )
+    missing = [r for r in ("visual", "audio") for p in {precision, "fp32"} if not _has_graph(manifest, r, p)]
+    if missing:
+        raise InputError(f"{folder}: expected {precision} and fp32 visual and audio graphs, got none for {', '.join(missing)}.",
+                         hint="export with --precision both for fp16 engines")
+    chosen, reason = choose_backend(backend, caps if caps is not None else capabilities())
+    return _build_and_record(folder, manifest, chosen, reason, precision, profile, False, workspace_bytes,
+                             optimization_level, parity_samples, seed, threads, trt, cupy)
+
+
+def _build_and_record(folder, manifest, chosen, reason, precision, profile, exported, workspace_bytes,
+                      optimization_level, parity_samples, seed, threads, trt, cupy) -> BuildReport:
+    """Engines (TensorRT) or graphs (ONNX Runtime), parity against ONNX Runtime fp32, manifest record."""
+    roles = [r for r in ROLES if _has_graph(manifest, r, precision)]
     if chosen == "trt":
         engines = _build_trt_engines(
             folder, manifest, roles, precision, profile, workspace_bytes, optimization_level, trt, cupy
@@ -150,7 +209,7 @@ def build_engine_folder(
         )
 
     _record(folder, manifest, chosen, reason, precision, profile, engines, parity)
-    return BuildReport(folder, spec.name, chosen, reason, precision, str(profile), exported, engines, parity)
+    return BuildReport(folder, manifest.model, chosen, reason, precision, str(profile), exported, engines, parity)
 
 
 # -- export reuse ---------------------------------------------------------------------------

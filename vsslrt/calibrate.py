@@ -35,6 +35,12 @@ import numpy as np
 from vsslrt.errors import DataError, InputError, ManifestMismatchError
 
 CALIBRATION_FILE = "calibration.json"
+
+
+def default_calibration_path(run_dir: str | Path, engine: str | None = None) -> Path:
+    """RUN_DIR/calibration.json, or RUN_DIR/calibration-<engine>.json when an engine of the run is
+    named (a run that compared several engines keeps one calibration per engine)."""
+    return Path(run_dir) / (CALIBRATION_FILE if engine is None else f"calibration-{engine}.json")
 FORMAT = "vsslrt-calibration"
 FORMAT_VERSION = 1
 RULES = ("max_f", "balanced_accuracy", "quantile")
@@ -437,7 +443,7 @@ def calibrate(
         held = _load_holdout(run, holdout, engine)
         doc["holdout"] = {"source": held.source(),
                           **threshold_metrics(held.evaluator, loc.value, det.value)}
-    return Calibration.from_dict(doc, origin=str(Path(run_dir) / CALIBRATION_FILE))
+    return Calibration.from_dict(doc, origin=str(default_calibration_path(run_dir, engine)))
 
 
 def _load_holdout(run: RunEngine, holdout: str | Path, engine: str | None) -> RunEngine:

@@ -32,30 +32,75 @@ def demo_engine_dirs() -> list[Path]:
     return folders
 
 
-def demo_backend() -> tuple[str, str]:
-    """ONNX Runtime with the best provider this machine has, and why (the demos are small CNNs)."""
-    from vsslrt.engine.probe import capabilities
+def demo_backend(requested: str = "auto", caps: Any = None) -> tuple[str, str]:
+    """The backend the demos run with, and why: the best this machine has unless one is requested."""
+    from vsslrt.engine.probe import capabilities, choose_backend
 
-    caps = capabilities()
-    providers = tuple(getattr(caps, "ort_providers", ()) or ())
-    if "CUDAExecutionProvider" in providers:
-        return "ort-cuda", "ONNX Runtime's CUDA provider is available"
-    return "ort", "ONNX Runtime on the CPU (no CUDA provider installed)"
+    return choose_backend(requested, caps if caps is not None else capabilities())
+
+
+def demo_engines(backend: str, *, batch: int, cache: Path | None = None, **build_options: Any) -> list[Path]:
+    """Engine folders of the demos for `backend`.
+
+    ONNX Runtime runs the shipped ONNX graphs as they are. For native TensorRT each shipped folder is
+    copied once into the cache (`<cache>/demo-engines/<name>-<manifest sha256[:12]>`, never into the
+    installed package) and its engines are built there through the engine cache, with the parity
+    check against ONNX Runtime fp32; later runs reuse them (`vsslrt.build.build_exported_folder`).
+
+    Args:
+        backend: The resolved backend ("ort", "ort-cuda", "ort-trt" or "trt").
+        batch: The benchmark's batch size (the TensorRT profile's optimum; its maximum is >= this).
+        cache: Root of the copies. Defaults to the cache of `vsslrt.data.synth.cache_root`.
+        build_options: Passed to `build_exported_folder` (tests inject stand-in modules here).
+    """
+    shipped = demo_engine_dirs()
+    if backend != "trt":
+        return shipped
+    import hashlib
+    import shutil
+    import tempfile
+
+    from vsslrt.build import build_exported_folder
+    from vsslrt.data.synth import cache_root
+
+    root = (cache if cache is not None else cache_root().parent) / "demo-engines"
+    root.mkdir(parents=True, exist_ok=True)
+    folders = []
+    for source in shipped:
+        digest = hashlib.sha256((source / "manifest.json").read_bytes()).hexdigest()[:12]
+        target = root / f"{source.name}-{digest}"
+        if not target.is_dir():  # copy into a temporary sibling, then rename: never a half copy
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+            shutil.copytree(source, staging, dirs_exist_ok=True)
+            try:
+                staging.rename(target)
+            except OSError:  # another run made it meanwhile
+                shutil.rmtree(staging, ignore_errors=True)
+        build_exported_folder(target, backend="trt", precision="fp32", batch=f"1:{batch}:{max(64, batch)}",
+                              **build_options)
+        folders.append(target)
+    return folders
 
 
 def run_default_bench(*, out: Path | None, console: Any, json_output: bool, resume: bool,
-                      n_records: int | None = None, batch: int = 50) -> list[Any]:
-    """Generate (once) the synthetic test split and benchmark both demo models on it."""
+                      n_records: int | None = None, batch: int = 50, backend: str = "auto") -> list[Any]:
+    """Generate (once) the synthetic test split, build the demos' engines for the best available
+    backend (or `backend`), and benchmark both demo models side by side."""
     from vsslrt.bench import BenchSettings
     from vsslrt.cli.commands.bench import print_summary, run_with_progress
     from vsslrt.data.synth import cached_split_dir, ensure_split
 
-    engines = demo_engine_dirs()
+    if n_records is not None and n_records < 1:
+        raise InputError(f"limit: expected an integer >= 1, got {n_records}.")
+    demo_engine_dirs()  # fail early, before generating data, when the package data is missing
     target = cached_split_dir("test", n_records=n_records)
     if not (target / "manifest.jsonl").exists():
         console.print(f"Generating the synthetic test split into {target} (first use only) ...")
     data_dir = ensure_split("test", n_records=n_records)
-    backend, reason = demo_backend()
+    backend, reason = demo_backend(backend)
+    if backend == "trt":
+        console.print("Building TensorRT engines of the demo models (first use only) ...")
+    engines = demo_engines(backend, batch=batch)
     console.print(f"Backend: {backend} ({reason}). Models: {', '.join(DEMO_MODELS)}. Data: {data_dir}")
     settings = BenchSettings(dataset="manifest", data_dir=Path(data_dir), protocol="fixed", batch=batch,
                              backend=backend, workers=2)
@@ -64,7 +109,16 @@ def run_default_bench(*, out: Path | None, console: Any, json_output: bool, resu
     print_summary(results, run_dir, console, json_output)
     if not json_output:
         console.print(finding(results))
+        console.print(next_steps(run_dir, engines[-1]), highlight=False)
     return results
+
+
+def next_steps(run_dir: Path, engine: Path) -> str:
+    """How to go on from the demo run to a deployed model with a calibrated threshold."""
+    name = DEMO_MODELS[-1]
+    return (f"\nDeploy {name} with a calibrated threshold:\n"
+            f"  vsslrt calibrate {run_dir} --engine {name}\n"
+            f"  vsslrt localize --engine {engine} --calibration {run_dir}/calibration-{name}.json IMAGE AUDIO --out localized/")
 
 
 def _fresh_run_dir(root: Path, stem: str) -> Path:

@@ -7,7 +7,6 @@ on the CPU, or TensorRT through the stand-in modules of tests/engine/_fakes.py.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import shutil
 from pathlib import Path
@@ -18,10 +17,9 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-from vsslrt.build import BuildReport, EngineRecord, build_engine_folder
+from vsslrt.build import BuildReport, EngineRecord, build_engine_folder, build_exported_folder
 from vsslrt.cli.app import create_app
-from vsslrt.engine.probe import Capabilities, Check, CpuInfo, GpuInfo
-from vsslrt.errors import BackendUnavailableError, EngineBuildError
+from vsslrt.errors import BackendUnavailableError, EngineBuildError, InputError, ManifestMismatchError
 from vsslrt.manifest import CheckpointInfo, GraphEntry, Manifest, ParityFigures, TensorSpec
 from vsslrt.models import get_model
 
@@ -32,18 +30,8 @@ _spec = importlib.util.spec_from_file_location("vsslrt_test_build_fakes", TESTS 
 fakes = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fakes)
 
-OK = Check(True, "ok")
-ORT_ONLY = Capabilities(
-    tensorrt_installed=Check(False, "package not installed"), tensorrt_loadable=Check(False, "not checked"),
-    tensorrt_cuda=Check(False, "not checked"), tensorrt_version=None, cupy_installed=Check(False, "package not installed"),
-    cuda_usable=Check(False, "not checked"), cupy_version=None, cuda_devices=(), driver_version=None,
-    cuda_runtime_version=None, onnxruntime_version="1.32.0", ort_providers=("CPUExecutionProvider",),
-    cpu=CpuInfo("cpu", 2, 2, "x86_64"),
-)
-WITH_TRT = dataclasses.replace(
-    ORT_ONLY, tensorrt_installed=OK, tensorrt_loadable=OK, tensorrt_cuda=OK, tensorrt_version="11.4.0.106",
-    cupy_installed=OK, cuda_usable=OK, cupy_version="14.2.0", cuda_devices=(GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 80.0),),
-)
+ORT_ONLY = fakes.capabilities(with_trt=False)
+WITH_TRT = fakes.capabilities(with_trt=True)
 
 
 class TinyExport:
@@ -149,6 +137,29 @@ def test_trt_build_caches_engines_and_says_what_changed(tmp_path):
     third = build_engine_folder("ezvsl", tmp_path, backend="trt", batch="1:4:8", caps=WITH_TRT, trt=newer, cupy=cupy, export=export)
     assert not any(e.reused for e in third.engines)
     assert third.engines[0].changes == ("tensorrt_version 11.4.0.106 -> 11.5.0",)
+
+
+def test_build_exported_folder_builds_and_reuses_engines_of_an_existing_export(tmp_path):
+    TinyExport()("ezvsl", tmp_path, None, seed=0, precision="fp32")
+    cupy = fakes.make_fake_cupy()
+    trt = fakes.make_fake_tensorrt("11.4.0.106", cupy=cupy)
+    first = build_exported_folder(tmp_path, backend="trt", batch="1:4:8", caps=WITH_TRT, trt=trt, cupy=cupy)
+    assert first.backend == "trt" and first.model == "ezvsl" and not first.exported and trt.record["builds"] == 3
+    assert all(f.passed and f.max_abs_diff < 1e-6 for f in first.parity.values())
+    manifest = Manifest.read(tmp_path)
+    manifest.verify_files(tmp_path)
+    assert manifest.backend["backend"] == "trt" and set(manifest.backend["engines"]) == {"visual", "audio", "fused"}
+    second = build_exported_folder(tmp_path, backend="trt", batch="1:4:8", caps=WITH_TRT, trt=trt, cupy=cupy)
+    assert all(e.reused for e in second.engines) and trt.record["builds"] == 3
+
+
+def test_build_exported_folder_refuses_a_changed_graph_or_missing_precision(tmp_path):
+    TinyExport()("ezvsl", tmp_path, None, seed=0, precision="fp32")
+    with pytest.raises(InputError, match="fp16 and fp32 visual and audio graphs"):
+        build_exported_folder(tmp_path, backend="ort", precision="fp16", caps=ORT_ONLY)
+    (tmp_path / "audio.onnx").write_bytes((tmp_path / "audio.onnx").read_bytes() + b"\0")
+    with pytest.raises(ManifestMismatchError, match="audio.onnx"):
+        build_exported_folder(tmp_path, backend="ort", caps=ORT_ONLY)
 
 
 def test_explicit_backend_that_cannot_run(tmp_path):

@@ -430,3 +430,30 @@ def make_fake_tensorrt(version: str = "11.4.0.106", *, cupy: Any = None, cuda_ok
 
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+# ---------------------------------------------------------------------------------------------
+# capabilities
+
+
+def capabilities(*, with_trt: bool):
+    """`vsslrt.engine.probe.Capabilities` of a CPU-only machine, or of one with TensorRT 11.4 and an H100."""
+    import dataclasses
+
+    from vsslrt.engine.probe import Capabilities, Check, CpuInfo, GpuInfo
+
+    ok = Check(True, "ok")
+    cpu_only = Capabilities(
+        tensorrt_installed=Check(False, "package not installed"), tensorrt_loadable=Check(False, "not checked"),
+        tensorrt_cuda=Check(False, "not checked"), tensorrt_version=None, cupy_installed=Check(False, "package not installed"),
+        cuda_usable=Check(False, "not checked"), cupy_version=None, cuda_devices=(), driver_version=None,
+        cuda_runtime_version=None, onnxruntime_version="1.32.0", ort_providers=("CPUExecutionProvider",),
+        cpu=CpuInfo("cpu", 2, 2, "x86_64"),
+    )
+    if not with_trt:
+        return cpu_only
+    return dataclasses.replace(
+        cpu_only, tensorrt_installed=ok, tensorrt_loadable=ok, tensorrt_cuda=ok, tensorrt_version="11.4.0.106",
+        cupy_installed=ok, cuda_usable=ok, cupy_version="14.2.0",
+        cuda_devices=(GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 80.0),),
+    )

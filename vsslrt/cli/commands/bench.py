@@ -14,6 +14,7 @@ from typer.core import TyperCommand
 
 BENCH_EXAMPLES = [
     "vsslrt bench                                                    # built-in synthetic benchmark, two demo models",
+    "vsslrt bench --limit 200                                        # the same on the first 200 synthetic records",
     "vsslrt bench --engine engines/ezvsl --dataset is3 --data-dir /data/IS3 --out runs/ezvsl-is3",
     "vsslrt bench --engine engines/ezvsl --engine engines/slavc --dataset vggss --data-dir /data/VGGSS --protocol paper",
     "vsslrt bench --engine engines/ezvsl --dataset is3 --data-dir /data/IS3 --out runs/ezvsl-is3 --resume",
@@ -121,7 +122,8 @@ def register(app: typer.Typer) -> None:
         if not engine and dataset is None and data_dir is None:
             from vsslrt.demo import run_default_bench
 
-            run_default_bench(out=out, console=console, json_output=json_output, resume=resume)
+            run_default_bench(out=out, console=console, json_output=json_output, resume=resume,
+                              backend=backend or "auto", n_records=limit)
             return
         if not engine:
             raise InputError("bench: expected at least one --engine folder, got none.",

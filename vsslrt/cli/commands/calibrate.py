@@ -11,6 +11,7 @@ import typer
 CALIBRATE_EXAMPLES = [
     "vsslrt calibrate runs/ezvsl-is3                                   # F-maximising localisation threshold",
     "vsslrt calibrate runs/ezvsl-is3 --rule quantile --distribution pos --q 0.75",
+    "vsslrt calibrate runs/demo --engine demo-san                      # writes runs/demo/calibration-demo-san.json",
     "vsslrt calibrate runs/compare --engine ezvsl --holdout runs/ezvsl-vggss --out ezvsl.calibration.json",
 ]
 
@@ -45,13 +46,14 @@ def register(app: typer.Typer) -> None:
         factor: Annotated[float | None, typer.Option(
             "--factor", help="Quantile rule: multiplier of the quantile. Defaults to 1.0.")] = None,
         out: Annotated[Path | None, typer.Option(
-            "--out", help="Calibration file to write. Defaults to RUN_DIR/calibration.json.")] = None,
+            "--out", help="Calibration file to write. Defaults to RUN_DIR/calibration.json, or "
+            "RUN_DIR/calibration-ENGINE.json with --engine.")] = None,
         holdout: Annotated[Path | None, typer.Option(
             "--holdout", help="A finished run of the same engine on other data: report the thresholds' "
             "metrics there (not fitted there).")] = None,
     ) -> None:
         """Fit the localisation and detection thresholds of a model on a finished benchmark run."""
-        from vsslrt.calibrate import CALIBRATION_FILE, RuleChoice
+        from vsslrt.calibrate import RuleChoice, default_calibration_path
         from vsslrt.calibrate import calibrate as fit
         from vsslrt.calibrate import write_calibration
         from vsslrt.errors import InputError
@@ -64,7 +66,7 @@ def register(app: typer.Typer) -> None:
         choice = RuleChoice(rule.value, (distribution or Distribution.pos).value,
                             0.75 if q is None else q, 1.0 if factor is None else factor)
         calibration = fit(run_dir, engine=engine, choice=choice, holdout=holdout)
-        path = write_calibration(calibration, out or run_dir / CALIBRATION_FILE)
+        path = write_calibration(calibration, out or default_calibration_path(run_dir, engine))
         _print_summary(calibration.document, path)
 
 
