@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from vsslrt.calibrate import Calibration, as_calibration
-from vsslrt.errors import InputError, ManifestMismatchError
+from vsslrt.errors import DataError, InputError, ManifestMismatchError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus")
@@ -195,13 +195,19 @@ class Localizer:
         *,
         batch_size: int = 8,
         progress: Callable[[int], None] | None = None,
+        on_bad: Callable[[Pair, DataError], None] | None = None,
     ) -> Iterator[LocalizationResult]:
         """Results one by one, in input order, so that a long batch never holds every image.
 
         Args:
             pairs: `Pair`s or (image, audio) tuples.
             batch_size: Pairs per encoder call.
-            progress: Called with the number of pairs finished after each batch.
+            progress: Called with the number of pairs finished (localised or skipped) after each batch.
+            on_bad: Called with a pair whose image or audio cannot be read, and the error; the pair
+                is skipped. Defaults to None: the error is raised.
+
+        Raises:
+            DataError: A pair's image or audio cannot be read (without `on_bad`).
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"localize: expected batch_size to be a positive integer, got {batch_size!r}.")
@@ -210,14 +216,14 @@ class Localizer:
         for pair in pairs:
             chunk.append(_as_pair(pair))
             if len(chunk) == batch_size:
-                results = self._run_chunk(chunk)
+                results = self._run_chunk(chunk, on_bad)
                 done += len(chunk)
                 chunk = []
                 if progress is not None:
                     progress(done)
                 yield from results
         if chunk:
-            results = self._run_chunk(chunk)
+            results = self._run_chunk(chunk, on_bad)
             if progress is not None:
                 progress(done + len(chunk))
             yield from results
@@ -232,20 +238,39 @@ class Localizer:
         self.close()
 
     # ----- one batch ------------------------------------------------------------------------
-    def _run_chunk(self, chunk: Sequence[Pair]) -> list[LocalizationResult]:
+    def _run_chunk(self, chunk: Sequence[Pair], on_bad: Callable[[Pair, DataError], None] | None = None
+                   ) -> list[LocalizationResult]:
         from vsslrt.data import audio_input, preprocess_image
         from vsslrt.data.images import decode_image
         from vsslrt.head import similarity_maps
 
         clock = time.perf_counter
-        times: dict[str, float] = {}
-        t = clock()
-        rgbs = [decode_image(p.image) for p in chunk]
-        images = np.stack([preprocess_image(rgb) for rgb in rgbs])
-        times["image_input"] = clock() - t
-        t = clock()
-        audio = np.stack([audio_input(p.audio, self.spec, mode=self.calibration.protocol) for p in chunk])
-        times["audio_input"] = clock() - t
+        times: dict[str, float] = {"image_input": 0.0, "audio_input": 0.0}
+        kept: list[Pair] = []
+        rgbs, image_rows, audio_rows = [], [], []
+        for pair in chunk:
+            try:
+                t = clock()
+                rgb = decode_image(pair.image)
+                image_row = preprocess_image(rgb)
+                t_audio = clock()
+                audio_row = audio_input(pair.audio, self.spec, mode=self.calibration.protocol)
+                done = clock()
+            except DataError as exc:
+                if on_bad is None:
+                    raise
+                on_bad(pair, exc)
+                continue
+            times["image_input"] += t_audio - t
+            times["audio_input"] += done - t_audio
+            kept.append(pair)
+            rgbs.append(rgb)
+            image_rows.append(image_row)
+            audio_rows.append(audio_row)
+        if not kept:
+            return []
+        chunk = kept
+        images, audio = np.stack(image_rows), np.stack(audio_rows)
         t = clock()
         visual = self.encoders.embed_images(np.ascontiguousarray(images, dtype=np.float32))
         times["visual_encoder"] = clock() - t

@@ -91,6 +91,29 @@ def test_localize_batch_folder_and_manifest(engine, calibration_file, fit_pairs,
     assert (out / "p0.png").is_file() and (out / "p1.json").is_file()
 
 
+def test_localize_batch_stops_at_an_unreadable_pair_or_skips_it_with_skip_bad(engine, calibration_file, fit_pairs,
+                                                                              tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for image, audio in fit_pairs[:2]:
+        shutil.copy(image, folder)
+        shutil.copy(audio, folder)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    shutil.copy(fit_pairs[0][1], folder / f"broken{fit_pairs[0][1].suffix}")
+    base = ("localize", "--engine", engine, "--calibration", calibration_file, "--folder", folder, "--batch", "2",
+            "--threads", "1")
+    assert_one_line_error(run(*base, "--out", tmp_path / "stop"), DataError, "broken.jpg")
+
+    out = tmp_path / "out"
+    result = run(*base, "--out", out, "--skip-bad")
+    assert result.exit_code == 0, result.output
+    assert "3 pairs:" in result.output and "1 skipped" in result.output
+    summary = {entry["name"]: entry for entry in map(json.loads, (out / "summary.jsonl").read_text().splitlines())}
+    assert set(summary) == {"broken", *(image.stem for image, _ in fit_pairs[:2])}
+    assert "broken.jpg" in summary["broken"]["skipped"] and not (out / "broken.json").exists()
+    assert all((out / f"{image.stem}.png").is_file() and "sounding" in summary[image.stem] for image, _ in fit_pairs[:2])
+
+
 def test_localize_bad_inputs_are_one_line_errors(engine, other_engine, calibration_file, fit_pairs, tmp_path):
     image, audio = fit_pairs[0]
     bad_image = tmp_path / "bad.jpg"

@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
             "(warm-up excluded; p50/p90/p99).")] = False,
         iterations: Annotated[int, typer.Option("--iterations", help="Measured calls for --profile.")] = 20,
         batch: Annotated[int, typer.Option("--batch", help="Batch mode: pairs per encoder call.")] = 8,
+        skip_bad: Annotated[bool, typer.Option(
+            "--skip-bad", help="Batch mode: skip pairs whose image or audio cannot be read, and list them in "
+            "summary.jsonl (default: stop at the first one with its error).")] = False,
         map_size: Annotated[MapSize, typer.Option(
             "--map-size", help="Frame of the map and mask: the protocol's 224x224 (where the thresholds were "
             "fitted), or the image's own size (finer, slower). Boxes are in image pixels either way.")] = MapSize.protocol,
@@ -76,7 +79,7 @@ def register(app: typer.Typer) -> None:
         with Localizer(engine, calibration, map_size=map_size.value, gate=gate, backend=backend,
                        precision=precision, threads=threads) as localizer:
             if batch_sources:
-                _run_batch(localizer, pairs, unmatched, out, batch)
+                _run_batch(localizer, pairs, unmatched, out, batch, skip_bad)
             else:
                 _run_single(localizer, image, audio, out, profile, iterations)
 
@@ -102,7 +105,7 @@ def _run_single(localizer, image: Path, audio: Path, out: Path, profile: bool, i
         typer.echo(latency_line)
 
 
-def _run_batch(localizer, pairs, unmatched: list[Path], out: Path, batch: int) -> None:
+def _run_batch(localizer, pairs, unmatched: list[Path], out: Path, batch: int, skip_bad: bool) -> None:
     import json
 
     from rich.console import Console
@@ -117,12 +120,18 @@ def _run_batch(localizer, pairs, unmatched: list[Path], out: Path, batch: int) -
         console.print(f"{len(unmatched)} file(s) without a partner are left out, e.g. {unmatched[0]}", highlight=False)
     lines = []
     sounding = 0
+    skipped: list[str] = []
+
+    def on_bad(pair, error) -> None:
+        skipped.append(pair.name)
+        lines.append(json.dumps({"name": pair.name, "skipped": error.one_line()}))
     columns = (TextColumn("localize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("localize", total=len(pairs))
         results = localizer.iter_localize(pairs, batch_size=batch,
-                                          progress=lambda done: bar.update(task, completed=done))
+                                          progress=lambda done: bar.update(task, completed=done),
+                                          on_bad=on_bad if skip_bad else None)
         for result in results:
             write_result_json(result, out / f"{result.name}.json")
             write_overlay_png(result, out / f"{result.name}.png")
@@ -130,5 +139,7 @@ def _run_batch(localizer, pairs, unmatched: list[Path], out: Path, batch: int) -
             lines.append(json.dumps({"name": result.name, "sounding": result.sounding, "score": result.score,
                                      "boxes": [b.to_json()["box"] for b in result.boxes]}))
     atomic_write_text(out / "summary.jsonl", "\n".join(lines) + "\n")
-    typer.echo(f"{len(pairs)} pairs: {sounding} sounding, {len(pairs) - sounding} not sounding; "
+    done = len(pairs) - len(skipped)
+    skipped_note = f", {len(skipped)} skipped (unreadable, listed in summary.jsonl; e.g. {skipped[0]})" if skipped else ""
+    typer.echo(f"{len(pairs)} pairs: {sounding} sounding, {done - sounding} not sounding{skipped_note}; "
                f"wrote {out}/<name>.json, <name>.png and {out / 'summary.jsonl'}")
