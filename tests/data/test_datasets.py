@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.data.conftest import MANIFEST_RECORDS, write_image, write_json, write_wav
+from tests.data.conftest import MANIFEST_RECORDS, VGGSS_RECORDS, write_image, write_json, write_wav
 from vsslrt.data.datasets import DATASET_KINDS, boxes_from_normalised, boxes_from_pixels, gt_map, load_dataset
 from vsslrt.data.validation import validate_dataset
 from vsslrt.errors import DataError, InputError
@@ -63,6 +63,25 @@ def test_vggss_metadata_folder_and_class_field_fallback(vggss_dir, tmp_path):
     assert ds[0].sound_class == "dog" and ds[3].onscreen == ("dog",)
     with pytest.raises(DataError, match=r"VGG-SS annotations: expected one of .*vggss_annotations\.json.*Hint: pass the folder"):
         load_dataset("vggss", vggss_dir)
+
+
+def test_vggss_second_annotation_file_is_checked_for_agreement(vggss_dir):
+    """Protocol Q15: vsslrt reads one file for every model and compares the other one beside it."""
+    same = [dict(r) for r in VGGSS_RECORDS]
+    write_json(vggss_dir / "vggss.json", same)
+    ds = load_dataset("vggss", vggss_dir)
+    assert ds.sources["agreement_check"].startswith("vggss.json: 4 clips in both, 0 with different boxes")
+    assert not any("Q15" in p.message for p in validate_dataset(ds).warnings)
+
+    other = [dict(r) for r in VGGSS_RECORDS[:3]]
+    other[2]["bbox"] = [[0.25, 0.25, 0.7, 0.75]]  # clipC differs; clipD is missing
+    other[1]["bbox"] = [[0.0, 0.0, 1.0, 0.5], [0.0, 0.5, 0.3, 1.0]]  # clipB equal after clipping
+    write_json(vggss_dir / "vggss.json", other)
+    ds = load_dataset("vggss", vggss_dir)
+    messages = [p.message for p in validate_dataset(ds).warnings if "Q15" in p.message]
+    assert any("1 of 3 shared clips have other boxes" in m and "clipC_000003" in m for m in messages)
+    assert any("1 clips only in vggss_annotations.json, 0 only in vggss.json" in m for m in messages)
+    assert ds.names == [r["file"].split("/")[-1] for r in VGGSS_RECORDS]  # the samples come from one file
 
 
 def test_is3_adapter_groups_and_onscreen_classes(is3_dir):

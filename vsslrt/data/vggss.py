@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from vsslrt.data.datasets import (
     Dataset,
     Sample,
@@ -73,6 +75,8 @@ def load_vggss(
         cls = rec.get("class")
         parsed.append((where, name, boxes, cls if isinstance(cls, str) and cls else None))
 
+    _check_other_annotation_file(ann_path, parsed, problems, sources)
+
     if dict_path is not None:
         class_files = read_class_dict(dict_path, problems)
         sources["class_dict"] = str(dict_path)
@@ -114,3 +118,44 @@ def load_vggss(
         )
     clips = build_class_clips(class_files, lambda n: root / "audio" / f"{n}.wav", samples)
     return Dataset("vggss", root, tuple(samples), clips, sources, problems.items)
+
+
+def _check_other_annotation_file(ann_path: Path, parsed: list, problems: ProblemList, sources: dict) -> None:
+    """Protocol Q15: the reference reads VGG-SS boxes from vggss_annotations.json, but SSL-TIE from
+    vggss.json. vsslrt uses one file for every model; when the other file lies beside it, its boxes
+    are compared clip by clip (after clipping to [0, 1]) and every disagreement is a warning, so that
+    a comparison with numbers computed from the other file is not silently off."""
+    if ann_path.name not in ANNOTATION_NAMES:
+        return
+    other = ann_path.with_name(next(n for n in ANNOTATION_NAMES if n != ann_path.name))
+    if not other.is_file():
+        return
+    try:
+        records = read_json(other, "VGG-SS annotation list")
+    except DataError as exc:
+        problems.warning(other, f"could not be read for the agreement check ({exc.one_line()})")
+        return
+    if not isinstance(records, list):
+        problems.warning(other, f"expected a JSON list for the agreement check, got {type(records).__name__}")
+        return
+    theirs = {}
+    for rec in records:
+        if isinstance(rec, dict) and isinstance(rec.get("file"), str):
+            try:
+                boxes = np.clip(np.asarray(rec.get("bbox") or [], dtype=np.float64).reshape(-1, 4), 0.0, 1.0)
+            except (TypeError, ValueError):
+                continue
+            theirs[rec["file"].split("/")[-1]] = boxes
+    ours = {name: np.clip(boxes, 0.0, 1.0) for _, name, boxes, _ in parsed}
+    common = ours.keys() & theirs.keys()
+    differ = sorted(n for n in common
+                    if ours[n].shape != theirs[n].shape or not np.allclose(ours[n], theirs[n], atol=1e-6))
+    only_ours, only_theirs = len(ours.keys() - theirs.keys()), len(theirs.keys() - ours.keys())
+    sources["agreement_check"] = (f"{other.name}: {len(common)} clips in both, {len(differ)} with different boxes, "
+                                  f"{only_ours} only in {ann_path.name}, {only_theirs} only in {other.name}")
+    if differ:
+        problems.warning(other, f"{len(differ)} of {len(common)} shared clips have other boxes than {ann_path.name} "
+                         f"(e.g. {', '.join(differ[:3])}); vsslrt uses {ann_path.name} for every model (protocol Q15)")
+    if only_ours or only_theirs:
+        problems.warning(other, f"the clip lists differ from {ann_path.name}: {only_ours} clips only in "
+                         f"{ann_path.name}, {only_theirs} only in {other.name} (protocol Q15)")
