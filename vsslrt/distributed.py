@@ -20,6 +20,12 @@ index), so block states never collide and `Evaluator.compute` sorts by id before
 negatives are drawn per sample from (seed, repetition, index); and blocks start at batch
 boundaries of the run, so the encoders see the same batches as in a single process.
 
+Resume: the driver appends every finished block's state to the engine's part log
+(`vsslrt.runstore.PartLog`, `shards/<engine>/part-*.npz`, with a Ray identity). `--resume` loads
+those parts, sends only the samples no part holds (cut again into blocks that start at the old
+block boundaries, so at batch boundaries too), and merges old and new states: the numbers equal an
+uninterrupted run's.
+
 Ray is optional (`pip install 'vsslrt[dist]'`) and imported inside functions only.
 """
 
@@ -31,7 +37,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +45,7 @@ import numpy as np
 
 from vsslrt.bench import (BenchSettings, EngineResult, Progress, ShardResult, concat_timings, join_states,
                           latency_summary, plan_engine, prepare_run, split_states, write_run_folder)
-from vsslrt import errors
+from vsslrt import __version__, errors
 from vsslrt.errors import BackendUnavailableError, InputError, VsslrtError, missing_extra
 
 #: `--ray` without an address: start a local Ray instance (or use the one this process already runs).
@@ -74,6 +80,7 @@ def run_bench_ray(
     cpus_per_actor: int | None = None,
     block_size: int | None = None,
     progress: Progress | None = None,
+    resume: bool = False,
 ) -> list[EngineResult]:
     """Run the benchmark of each engine on Ray and write the run folder of a single-process run.
 
@@ -95,6 +102,7 @@ def run_bench_ray(
         block_size: Samples per block, a multiple of `settings.batch`. Defaults to about
             4 blocks per actor.
         progress: Called with (engine name, samples done, samples total) as blocks finish.
+        resume: Continue an interrupted Ray run in `out` (its settings must match).
 
     Returns:
         One result per engine; the metrics equal those of `run_bench` on the same settings.
@@ -109,7 +117,7 @@ def run_bench_ray(
                         ("block_size", block_size)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"ray: expected {name} to be an integer >= 1, got {value!r}.")
-    dataset, indices = prepare_run(engines, settings, out, resume=False)
+    dataset, indices = prepare_run(engines, settings, out, resume=resume)
     if block_size is not None and block_size % settings.batch:
         raise InputError(
             f"ray: expected the block size to be a multiple of the batch size {settings.batch}, got {block_size}.",
@@ -118,8 +126,8 @@ def run_bench_ray(
     started = connect(address, num_cpus=num_cpus)
     try:
         results = [
-            _run_engine(ray, Path(engine), dataset, indices, settings, actors=actors, cpus_per_actor=cpus_per_actor,
-                        block_size=block_size, progress=progress)
+            _run_engine(ray, Path(engine), dataset, indices, settings, out=out, resume=resume, actors=actors,
+                        cpus_per_actor=cpus_per_actor, block_size=block_size, progress=progress)
             for engine in engines
         ]
     finally:
@@ -157,50 +165,111 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
 # Driver side of one engine
 
 
-def _run_engine(ray, folder: Path, dataset, indices: list[int], settings: BenchSettings, *, actors: int | None,
-                cpus_per_actor: int | None, block_size: int | None, progress: Progress | None) -> EngineResult:
+def ray_identity(folder: Path, settings: BenchSettings, n_samples: int) -> dict[str, Any]:
+    """What resuming a Ray run must match: the engine's manifest and every setting that changes the
+    numbers (not the data workers or threads, which do not)."""
+    import hashlib
+
+    chosen = {k: v for k, v in asdict(settings).items() if k not in ("workers", "threads")}
+    chosen["data_dir"] = str(Path(settings.data_dir).resolve())
+    return {
+        "runner": "ray", "vsslrt": __version__, "engine": folder.name,
+        "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
+        "samples": n_samples, **json.loads(json.dumps(chosen, default=str)),
+    }
+
+
+def save_block(log: Any, shard: ShardResult) -> None:
+    """Append one finished block to the engine's part log (`vsslrt.runstore.PartLog`)."""
+    log.append(join_states(shard.states), shard.done,
+               {"skipped": shard.skipped, "timings": shard.timings, "backend": shard.backend,
+                "precision": shard.precision, "use_ogl": shard.use_ogl})
+
+
+def block_ranges(indices: Sequence[int], finished: set[int], block_size: int) -> list[tuple[int, int]]:
+    """(start, stop) ranges of at most `block_size` samples covering the indices not yet finished.
+
+    Each unfinished contiguous run is cut from its own start: after an interruption the runs begin
+    at old block boundaries, so the new blocks still start at batch boundaries of the run.
+    """
+    ranges: list[tuple[int, int]] = []
+    run: list[int] = []
+    for i in list(indices) + [None]:  # a sentinel closes the last run
+        if i is not None and i not in finished and (not run or i == run[-1] + 1):
+            run.append(i)
+            continue
+        for k in range(0, len(run), block_size):
+            piece = run[k : k + block_size]
+            ranges.append((piece[0], piece[-1] + 1))
+        run = [i] if i is not None and i not in finished else []
+    return ranges
+
+
+def _run_engine(ray, folder: Path, dataset, indices: list[int], settings: BenchSettings, *, out: Path, resume: bool,
+                actors: int | None, cpus_per_actor: int | None, block_size: int | None,
+                progress: Progress | None) -> EngineResult:
     from vsslrt.manifest import Manifest
+    from vsslrt.runstore import PartLog
 
     # Verify on the driver first: a wrong folder fails here with one line, before any actor starts.
     manifest = Manifest.read(folder)
     manifest.verify_files(folder)
+    log = PartLog(out / "shards" / folder.name, ray_identity(folder, settings, len(indices)))
+    prior: list[ShardResult] = []
+    if log.exists():
+        if not resume:
+            raise InputError(f"{out}: holds an interrupted run.", hint="add --resume to continue it")
+        prior = [_shard_from_part(state, done, extra) for state, done, extra in log.load()]
+    else:
+        log.start()
+    finished = {i for shard in prior for i in shard.done}
+
     backend = settings.backend or (manifest.backend or {}).get("backend", "ort")
-    layout = plan_layout(len(indices), settings.batch, backend=backend, resources=ray.cluster_resources(),
+    remaining = [i for i in indices if i not in finished]
+    layout = plan_layout(max(len(remaining), 1), settings.batch, backend=backend, resources=ray.cluster_resources(),
                          actors=actors, cpus_per_actor=cpus_per_actor, block_size=block_size)
-    blocks = [(k, start, min(start + layout["block_size"], len(indices)))
-              for k, start in enumerate(range(0, len(indices), layout["block_size"]))]
-    # Actors run the ONNX Runtime CPU graphs on their own CPUs only (results do not depend on it).
-    worker_settings = replace(settings, workers=layout["cpus_per_actor"],
-                              threads=settings.threads or (None if layout["num_gpus"] else layout["cpus_per_actor"]))
-
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # the CLI draws its own
-    if hasattr(context, "print_on_execution_start"):
-        context.print_on_execution_start = False
-    rows = ray.data.from_items(
-        [{"block": k, "start": indices[start], "stop": indices[stop - 1] + 1} for k, start, stop in blocks],
-        override_num_blocks=len(blocks),
-    )
-    shards = rows.map_batches(
-        ShardWorker,
-        fn_constructor_kwargs={"folder": str(folder), "settings": worker_settings},
-        batch_size=1,  # one block per call: a block is already many batches of work
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=layout["actors"], max_tasks_in_flight_per_actor=1),
-        num_cpus=layout["cpus_per_actor"],
-        num_gpus=layout["num_gpus"],
-    )
-
+    blocks = list(enumerate(block_ranges(indices, finished, layout["block_size"])))
     t0 = time.perf_counter()
     received: dict[int, ShardResult] = {}
-    for row in shards.iter_rows():
-        received[int(row["block"])] = unpack_shard(row["state"], row["info"])  # raises an actor's vsslrt error
-        if progress is not None:
-            progress(folder.name, sum(len(s.done) for s in received.values()), len(indices))
+    if blocks:
+        # Actors run the ONNX Runtime CPU graphs on their own CPUs only (results do not depend on it).
+        worker_settings = replace(settings, workers=layout["cpus_per_actor"],
+                                  threads=settings.threads or (None if layout["num_gpus"] else layout["cpus_per_actor"]))
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the CLI draws its own
+        if hasattr(context, "print_on_execution_start"):
+            context.print_on_execution_start = False
+        rows = ray.data.from_items(
+            [{"block": k, "start": start, "stop": stop} for k, (start, stop) in blocks],
+            override_num_blocks=len(blocks),
+        )
+        shards = rows.map_batches(
+            ShardWorker,
+            fn_constructor_kwargs={"folder": str(folder), "settings": worker_settings},
+            batch_size=1,  # one block per call: a block is already many batches of work
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=layout["actors"], max_tasks_in_flight_per_actor=1),
+            num_cpus=layout["cpus_per_actor"],
+            num_gpus=layout["num_gpus"],
+        )
+        for row in shards.iter_rows():
+            shard = unpack_shard(row["state"], row["info"])  # raises an actor's vsslrt error
+            # Saved as soon as it arrives: an interrupted run resumes from the blocks it received.
+            save_block(log, shard)
+            received[int(row["block"])] = shard
+            if progress is not None:
+                progress(folder.name, len(finished) + sum(len(s.done) for s in received.values()), len(indices))
     wall = time.perf_counter() - t0
-    return merge_shards(folder, manifest, settings, [received[k] for k, _, _ in blocks],
-                        distributed={**layout, "blocks": len(blocks), "wall_s": wall,
+    return merge_shards(folder, manifest, settings, prior + [received[k] for k, _ in blocks],
+                        distributed={**layout, "blocks": len(blocks), "resumed_blocks": len(prior), "wall_s": wall,
                                      "address": _cluster_address(ray)})
+
+
+def _shard_from_part(state: dict[str, np.ndarray], done: set[int], extra: dict[str, Any]) -> ShardResult:
+    """A block saved in the part log, as the ShardResult it was."""
+    return ShardResult(states=split_states(state), done=sorted(done), skipped=extra.get("skipped", []),
+                       timings=extra.get("timings", {}), backend=extra["backend"], precision=extra["precision"],
+                       use_ogl=bool(extra["use_ogl"]))
 
 
 def plan_layout(n_samples: int, batch: int, *, backend: str, resources: dict[str, float], actors: int | None = None,

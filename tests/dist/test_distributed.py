@@ -21,7 +21,7 @@ from tiny_engine import make_tiny_engine  # noqa: E402
 
 from vsslrt.bench import BenchSettings, EngineSession, run_bench, write_run_folder  # noqa: E402
 from vsslrt.cli.commands.bench import with_optional_value  # noqa: E402
-from vsslrt.distributed import merge_shards, pack_shard, plan_layout, unpack_shard  # noqa: E402
+from vsslrt.distributed import block_ranges, merge_shards, pack_shard, plan_layout, unpack_shard  # noqa: E402
 from vsslrt.errors import BackendUnavailableError, InputError  # noqa: E402
 
 IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
@@ -86,6 +86,15 @@ def test_shards_merged_on_a_driver_equal_one_pass(engine, tmp_path):
     assert_same_run_folders(tmp_path / "single", tmp_path / "merged")
 
 
+def test_block_ranges_cover_what_is_left_from_the_old_block_boundaries():
+    indices = list(range(16))
+    assert block_ranges(indices, set(), 6) == [(0, 6), (6, 12), (12, 16)]
+    # Blocks [0, 4) and [8, 12) were finished: the rest is cut from the start of each unfinished run.
+    assert block_ranges(indices, {*range(0, 4), *range(8, 12)}, 6) == [(4, 8), (12, 16)]
+    assert block_ranges(indices, {*range(4, 8)}, 3) == [(0, 3), (3, 4), (8, 11), (11, 14), (14, 16)]
+    assert block_ranges(indices, set(indices), 4) == []
+
+
 def test_layout_cpu_cluster():
     layout = plan_layout(100, 4, backend="ort", resources={"CPU": 8.0})
     assert layout == {"actors": 8, "cpus_per_actor": 1, "num_gpus": 0, "block_size": 4}
@@ -120,7 +129,6 @@ def test_bare_ray_option_means_local():
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--ray", "--resume"], "--resume"),
     (["--ray-block", "8"], "expected --ray"),
 ])
 def test_cli_refuses_ray_misuse(engine, tmp_path, extra, message):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,42 @@ def test_ray_paper_protocol_uneven_blocks(local_ray, engine, tmp_path):
     assert "F_Pos_Neg" in dist.metrics
     assert_same_metrics(single.metrics, dist.metrics)
     assert_same_run_folders(tmp_path / "single", tmp_path / "ray")
+
+
+def test_interrupted_ray_run_resumes_from_its_saved_blocks(local_ray, engine, tmp_path):
+    """A Ray run whose part log holds blocks [0, 4) and [8, 12) of 16 samples: --resume computes only
+    the other two blocks, and the run equals an uninterrupted single-process run."""
+    from vsslrt.bench import EngineSession
+    from vsslrt.data import load_dataset
+    from vsslrt.distributed import ray_identity, save_block
+    from vsslrt.errors import InputError, ManifestMismatchError
+    from vsslrt.runstore import PartLog
+
+    settings = BenchSettings(dataset="is3", data_dir=IS3_MINI, batch=2, workers=1)
+    (single,) = run_bench([engine], settings, tmp_path / "single")
+    out = tmp_path / "ray"
+    log = PartLog(out / "shards" / engine.name, ray_identity(engine, settings, 16))
+    log.start()
+    with EngineSession(engine, load_dataset("is3", IS3_MINI), settings) as session:
+        for start in (0, 8):
+            save_block(log, session.run_shard(range(start, start + 4)))
+
+    with pytest.raises(InputError, match="interrupted run"):
+        run_bench_ray([engine], settings, out, block_size=4)
+    with pytest.raises(ManifestMismatchError, match=r"settings changed \(seed\)"):
+        run_bench_ray([engine], replace(settings, seed=1), out, block_size=4, resume=True)
+    seen = []
+    (dist,) = run_bench_ray([engine], settings, out, block_size=4, resume=True,
+                            progress=lambda name, done, total: seen.append((name, done, total)))
+    assert dist.latency["distributed"]["resumed_blocks"] == 2 and dist.latency["distributed"]["blocks"] == 2
+    assert seen[0] == ("tiny", 12, 16) and seen[-1] == ("tiny", 16, 16)
+    assert dist.n_samples == single.n_samples == 16
+    assert_same_metrics(single.metrics, dist.metrics)
+    for name in single.baselines:
+        assert_same_metrics(single.baselines[name], dist.baselines[name])
+    assert dist.calibration == single.calibration
+    assert_same_run_folders(tmp_path / "single", out)
+    assert not list((out / "shards" / engine.name).glob("part-*.npz"))  # merged into the final checkpoint
 
 
 def test_cli_ray_reports_an_actors_error_as_one_vsslrt_error(local_ray, engine, tmp_path):

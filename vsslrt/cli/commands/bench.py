@@ -145,9 +145,6 @@ def register(app: typer.Typer) -> None:
         run_dir = out or Path("runs") / f"{engine[0].name}-{dataset.value}"
         if ray is None and (ray_actors is not None or ray_block is not None):
             raise InputError("bench: expected --ray with --ray-actors or --ray-block, got no --ray.")
-        if ray is not None and resume:
-            raise InputError("bench --ray: expected a new run, got --resume.",
-                             hint="a Ray run is not checkpointed; rerun it into a new --out folder")
         ray_options = None if ray is None else {
             "address": None if ray == RAY_LOCAL else ray, "num_cpus": workers if ray == RAY_LOCAL else None,
             "actors": ray_actors, "block_size": ray_block}
@@ -176,7 +173,7 @@ def run_with_progress(engines, settings, run_dir, *, resume, console, ray=None):
         if ray is not None:
             from vsslrt.distributed import run_bench_ray
 
-            return run_bench_ray(engines, settings, run_dir, progress=progress, **ray)
+            return run_bench_ray(engines, settings, run_dir, progress=progress, resume=resume, **ray)
         return run_bench(engines, settings, run_dir, resume=resume, progress=progress)
 
 
