@@ -208,6 +208,24 @@ def test_cli_requires_exactly_one_weight_source(tmp_path):
     assert "expected exactly one of --checkpoint PATH or --random-init, got neither" in str(result.exception)
 
 
+def test_cli_builds_an_existing_engine_folder_in_place(tmp_path):
+    TinyExport()("ezvsl", tmp_path, None, seed=0, precision="fp32")
+    result = CliRunner().invoke(create_app(), ["build", "--engine", str(tmp_path), "--backend", "ort"])
+    assert result.exit_code == 0, result.output
+    assert f"reused the export of ezvsl in {tmp_path}" in result.output
+    assert Manifest.read(tmp_path).backend["backend"] == "ort"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "X", "--model", "ezvsl"], "build --engine: expected no export options, got --model"),
+    (["--engine", "X", "--random-init"], "got --random-init"),
+    (["--random-init", "--out", "X"], "expected --model and --out (or --engine DIR), got no --model"),
+])
+def test_cli_engine_and_export_options_exclude_each_other(args, message):
+    result = CliRunner().invoke(create_app(), ["build", *args])
+    assert isinstance(result.exception, InputError) and message in str(result.exception)
+
+
 def test_cli_end_to_end_on_cpu(tmp_path, monkeypatch):
     """The real command with the tiny export: ONNX Runtime on this machine, manifest written."""
     monkeypatch.setattr("vsslrt.export.pipeline.export_model", TinyExport())

@@ -15,6 +15,7 @@ BUILD_EXAMPLES = [
     "vsslrt build --model ezvsl --checkpoint ezvsl.pth --out engines/ezvsl          # best backend here",
     "vsslrt build --model ezvsl --checkpoint ezvsl.pth --backend trt --precision fp16 --batch 1:32:128 --out engines/ezvsl-fp16",
     "vsslrt build --model lvs --random-init --backend ort --out /tmp/lvs            # CPU only, untrained weights",
+    "vsslrt build --engine engines/ezvsl --backend trt                              # engines for an existing export",
 ]
 
 
@@ -34,8 +35,12 @@ class Precision(str, Enum):
 def register(app: typer.Typer) -> None:
     @app.command("build", epilog="Examples:\n\n" + "\n\n".join(BUILD_EXAMPLES))
     def build(
-        model: Annotated[str, typer.Option("--model", help=f"Model: {', '.join(REGISTRY)}.")],
-        out: Annotated[Path, typer.Option("--out", help="Engine folder to write (graphs, engines, manifest.json).")],
+        model: Annotated[str | None, typer.Option("--model", help=f"Model: {', '.join(REGISTRY)}.")] = None,
+        out: Annotated[Path | None, typer.Option(
+            "--out", help="Engine folder to write (graphs, engines, manifest.json).")] = None,
+        engine: Annotated[Path | None, typer.Option(
+            "--engine", help="Instead of --model/--out: an existing engine folder (an export made elsewhere, a "
+            "copy of a demo model); its engines are built in place.")] = None,
         checkpoint: Annotated[
             Path | None, typer.Option("--checkpoint", help="Official checkpoint (.pth / .pth.tar), loaded strictly.")
         ] = None,
@@ -64,7 +69,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Build an engine folder: export to ONNX, build engines, check parity against ONNX Runtime fp32."""
-        if (checkpoint is None) == (not random_init):
+        if engine is not None:
+            given = [n for n, v in (("--model", model), ("--out", out), ("--checkpoint", checkpoint)) if v is not None]
+            if given or random_init:
+                raise InputError(f"build --engine: expected no export options, got {', '.join(given + (['--random-init'] if random_init else []))}.",
+                                 hint="--engine builds an existing export in place; drop the export options")
+        elif model is None or out is None:
+            raise InputError(f"build: expected --model and --out (or --engine DIR), got no {'--model' if model is None else '--out'}.")
+        if engine is None and (checkpoint is None) == (not random_init):
             raise InputError(
                 "build: expected exactly one of --checkpoint PATH or --random-init, got "
                 + ("both." if random_init else "neither."),
@@ -72,20 +84,14 @@ def register(app: typer.Typer) -> None:
             )
         if workspace_mib < 1:
             raise InputError(f"build: expected --workspace-mib to be >= 1, got {workspace_mib}.")
-        from vsslrt.build import build_engine_folder
+        from vsslrt.build import build_engine_folder, build_exported_folder
 
-        report = build_engine_folder(
-            model,
-            out,
-            checkpoint=checkpoint,
-            seed=seed,
-            backend=backend.value,
-            precision=precision.value,
-            batch=batch,
-            workspace_bytes=workspace_mib << 20,
-            optimization_level=opt_level,
-            threads=threads,
-        )
+        options = dict(seed=seed, backend=backend.value, precision=precision.value, batch=batch,
+                       workspace_bytes=workspace_mib << 20, optimization_level=opt_level, threads=threads)
+        if engine is not None:
+            report = build_exported_folder(engine, **options)
+        else:
+            report = build_engine_folder(model, out, checkpoint=checkpoint, **options)
         typer.echo(f"backend: {report.backend} ({report.backend_reason})")
         typer.echo(("exported" if report.exported else "reused the export of") + f" {report.model} in {report.folder}")
         for engine in report.engines:
