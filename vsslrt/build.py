@@ -108,16 +108,11 @@ def build_engine_folder(
         EngineBuildError: Export, engine build or the parity check failed.
     """
     from vsslrt.engine.probe import capabilities, choose_backend
-    from vsslrt.engine.trt_builder import BatchProfile
 
     spec = get_model(model)
-    if precision not in BUILD_PRECISIONS:
-        raise InputError(f"build: expected precision to be one of {', '.join(BUILD_PRECISIONS)}, got {precision!r}.")
-    if parity_samples < 2:
-        raise InputError(f"build: expected parity_samples to be >= 2, got {parity_samples}.")
+    profile = _check_options(precision, parity_samples, batch)
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise InputError(f"{checkpoint}: expected a checkpoint file, got a path that does not exist.")
-    profile = BatchProfile.parse(batch)
     folder = Path(out)
     chosen, reason = choose_backend(backend, caps if caps is not None else capabilities())
 
@@ -160,23 +155,15 @@ def build_exported_folder(
         EngineBuildError: Engine build or the parity check failed.
     """
     from vsslrt.engine.probe import capabilities, choose_backend
-    from vsslrt.engine.trt_builder import BatchProfile
 
-    if precision not in BUILD_PRECISIONS:
-        raise InputError(f"build: expected precision to be one of {', '.join(BUILD_PRECISIONS)}, got {precision!r}.")
-    if parity_samples < 2:
-        raise InputError(f"build: expected parity_samples to be >= 2, got {parity_samples}.")
-    profile = BatchProfile.parse(batch)
+    profile = _check_options(precision, parity_samples, batch)
     folder = Path(folder)
     manifest = Manifest.read(folder)
-    for graph in manifest.graphs:  # the graphs only: engines are checked by their own keys
-        record, path = manifest.files.get(graph.file), folder / graph.file
-        if record is None or not path.is_file() or sha256_file(path) != record.sha256:
-            raise ManifestMismatchError(
-                f"{path}: expected the graph recorded in {folder / MANIFEST_NAME} (sha256 "
-                f"{record.sha256[:12] if record else 'none'}), got a missing or different file.",
-                hint="re-export the model into this folder",
-            )
+    changed = _changed_graph(folder, manifest)
+    if changed is not None:
+        raise ManifestMismatchError(
+            f"{folder / changed}: expected the graph recorded in {folder / MANIFEST_NAME} (sha256), got a missing "
+            "or different file.", hint="re-export the model into this folder")
     missing = [r for r in ("visual", "audio") for p in {precision, "fp32"} if not _has_graph(manifest, r, p)]
     if missing:
         raise InputError(f"{folder}: expected {precision} and fp32 visual and audio graphs, got none for {', '.join(missing)}.",
@@ -226,10 +213,8 @@ def reusable_export(
         manifest = Manifest.read(folder)
     except (InputError, ManifestMismatchError):
         return None
-    for graph in manifest.graphs:  # the graphs only: engines are checked by their own keys
-        path, record = folder / graph.file, manifest.files.get(graph.file)
-        if record is None or not path.is_file() or sha256_file(path) != record.sha256:
-            return None
+    if _changed_graph(folder, manifest) is not None:
+        return None
     ck = manifest.checkpoint
     if manifest.model != model:
         return None
@@ -241,6 +226,27 @@ def reusable_export(
     if not same_weights or not all(_has_graph(manifest, r, p) for r, p in needed):
         return None
     return manifest
+
+
+def _check_options(precision: str, parity_samples: int, batch: str) -> Any:
+    """Validate the build options shared by both entry points; returns the parsed batch profile."""
+    from vsslrt.engine.trt_builder import BatchProfile
+
+    if precision not in BUILD_PRECISIONS:
+        raise InputError(f"build: expected precision to be one of {', '.join(BUILD_PRECISIONS)}, got {precision!r}.")
+    if parity_samples < 2:
+        raise InputError(f"build: expected parity_samples to be >= 2, got {parity_samples}.")
+    return BatchProfile.parse(batch)
+
+
+def _changed_graph(folder: Path, manifest: Manifest) -> str | None:
+    """The first graph file that is missing or no longer matches its recorded sha256, else None
+    (the graphs only: engines are checked by their own keys)."""
+    for graph in manifest.graphs:
+        path, record = folder / graph.file, manifest.files.get(graph.file)
+        if record is None or not path.is_file() or sha256_file(path) != record.sha256:
+            return graph.file
+    return None
 
 
 def _has_graph(manifest: Manifest, role: str, precision: str) -> bool:
