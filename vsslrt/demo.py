@@ -43,7 +43,7 @@ def demo_engines(backend: str, *, batch: int, cache: Path | None = None, **build
     """Engine folders of the demos for `backend`.
 
     ONNX Runtime runs the shipped ONNX graphs as they are. For native TensorRT each shipped folder is
-    copied once into the cache (`<cache>/demo-engines/<name>-<manifest sha256[:12]>`, never into the
+    copied once into the cache (`<cache>/demo-engines/<manifest sha256[:12]>/<name>`, never into the
     installed package) and its engines are built there through the engine cache, with the parity
     check against ONNX Runtime fp32; later runs reuse them (`vsslrt.build.build_exported_folder`).
 
@@ -67,10 +67,12 @@ def demo_engines(backend: str, *, batch: int, cache: Path | None = None, **build
     root.mkdir(parents=True, exist_ok=True)
     folders = []
     for source in shipped:
+        # <digest>/<name>: the folder keeps the model's name, which names its results in the run.
         digest = hashlib.sha256((source / "manifest.json").read_bytes()).hexdigest()[:12]
-        target = root / f"{source.name}-{digest}"
+        target = root / digest / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
         if not target.is_dir():  # copy into a temporary sibling, then rename: never a half copy
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+            staging = Path(tempfile.mkdtemp(prefix=f".{source.name}-", dir=target.parent))
             shutil.copytree(source, staging, dirs_exist_ok=True)
             try:
                 staging.rename(target)
