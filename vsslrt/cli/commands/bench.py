@@ -189,7 +189,7 @@ def print_summary(results, run_dir: Path, console, json_output: bool) -> None:
         typer.echo(json.dumps({"run": str(run_dir), "engines": doc}, indent=2))
         return
     table = Table(title=f"vsslrt bench -> {run_dir}")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)  # labels stay on one line; the number columns give way
     for r in results:
         table.add_column(r.name, justify="right")
         table.add_column("vs best baseline", justify="right")
