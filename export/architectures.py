@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vsslrt.export.backbones import (
+    GlobalMaxPool2d,
     HardWayResNet18,
     run_trunk,
     torchvision_audio_resnet18,
@@ -157,7 +158,7 @@ class LVSNet(VSSLModel):
         super().__init__()
         self.imgnet = HardWayResNet18("vision")
         self.audnet = HardWayResNet18("audio")
-        self.avgpool = nn.AdaptiveMaxPool2d((1, 1))  # named avgpool in the original, but a max-pool
+        self.avgpool = GlobalMaxPool2d()  # named avgpool in the original, but a max-pool
 
     def visual_features(self, image):
         return (self.imgnet(image),)

@@ -41,11 +41,23 @@ def torchvision_visual_resnet18() -> nn.Module:
     return net
 
 
+class GlobalMaxPool2d(nn.Module):
+    """``nn.AdaptiveMaxPool2d((1, 1))``, written as a max over height and width.
+
+    Same values and no parameters (checkpoints load unchanged). It exports as ReduceMax with every
+    exporter version, whereas the dynamo exporter of torch 2.11 with onnxscript 0.7 has no conversion
+    for ``aten.adaptive_max_pool2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.amax(x, dim=(2, 3), keepdim=True)
+
+
 def torchvision_audio_resnet18() -> nn.Module:
     """The audio ResNet-18 of EZ-VSL/SLAVC/FNAC: 1-channel 7x7/2 stem, global max-pool, no classifier."""
     net = resnet18(weights=None)
     net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    net.avgpool = nn.AdaptiveMaxPool2d((1, 1))
+    net.avgpool = GlobalMaxPool2d()
     net.fc = nn.Identity()
     return net
 

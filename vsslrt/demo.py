@@ -97,7 +97,7 @@ def run_default_bench(*, out: Path | None, console: Any, json_output: bool, resu
     demo_engine_dirs()  # fail early, before generating data, when the package data is missing
     target = cached_split_dir("test", n_records=n_records)
     if not (target / "manifest.jsonl").exists():
-        console.print(f"Generating the synthetic test split into {target} (first use only) ...")
+        console.print(f"Generating the synthetic test split into {target} (first use only) ...", soft_wrap=True)
     data_dir = ensure_split("test", n_records=n_records)
     backend, reason = demo_backend(backend)
     if backend == "trt":
@@ -111,7 +111,7 @@ def run_default_bench(*, out: Path | None, console: Any, json_output: bool, resu
     print_summary(results, run_dir, console, json_output)
     if not json_output:
         console.print(finding(results))
-        console.print(next_steps(run_dir, engines[-1]), highlight=False)
+        console.print(next_steps(run_dir, engines[-1]), highlight=False, soft_wrap=True)  # copyable commands
     return results
 
 

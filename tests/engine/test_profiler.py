@@ -148,9 +148,13 @@ def test_settings_validate():
 
 
 def test_environment_block():
+    import sys
+
+    cupy_loaded = "cupy" in sys.modules  # e.g. after a CuPy test in the same process
     block = environment_block(backend="ort", precision="fp32", cuda_graphs=False, extra={"threads": 2})
     assert block["backend"] == "ort" and block["precision"] == "fp32" and block["cuda_graphs"] is False
     assert block["cpu_usable_cores"] >= 1 and block["cpu_model"]
     assert block["versions"]["numpy"] and block["versions"]["onnxruntime"]
     assert block["threads"] == 2
-    assert "gpu" not in block
+    # The GPU is described only when CuPy is already loaded: a report never imports it.
+    assert ("gpu" in block) == cupy_loaded and ("cupy" in sys.modules) == cupy_loaded

@@ -211,7 +211,9 @@ def print_summary(results, run_dir: Path, console, json_output: bool) -> None:
     skipped = sum(len(r.skipped) for r in results)
     if skipped:
         console.print(f"[yellow]{skipped} samples skipped (unreadable files); see {run_dir}/report.md[/yellow]")
-    console.print(f"Report: {run_dir}/report.md, metrics: {run_dir}/metrics.json, plots: {run_dir}/*.png")
+    # soft_wrap: paths and commands stay on one line, so they can be copied.
+    console.print(f"Report: {run_dir}/report.md, metrics: {run_dir}/metrics.json, plots: {run_dir}/*.png",
+                  soft_wrap=True, highlight=False)
 
 
 def _print_latency(report: dict, console, json_output: bool) -> None:

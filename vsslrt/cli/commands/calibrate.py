@@ -105,7 +105,7 @@ def _print_summary(doc: dict[str, Any], path: Path) -> None:
     if not at["exact"]:
         console.print(f"localisation metrics are read at the nearest candidate threshold {at['evaluated_at']:.4f}",
                       highlight=False)
-    console.print(f"wrote {path}", highlight=False)
+    console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
 def _pct(value: float | None) -> str:

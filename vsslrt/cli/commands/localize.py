@@ -117,7 +117,8 @@ def _run_batch(localizer, pairs, unmatched: list[Path], out: Path, batch: int, s
 
     console = Console(stderr=True)
     if unmatched:
-        console.print(f"{len(unmatched)} file(s) without a partner are left out, e.g. {unmatched[0]}", highlight=False)
+        console.print(f"{len(unmatched)} file(s) without a partner are left out, e.g. {unmatched[0]}", highlight=False,
+                      soft_wrap=True)
     lines = []
     sounding = 0
     skipped: list[str] = []

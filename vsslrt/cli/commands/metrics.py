@@ -105,7 +105,8 @@ def register(app: typer.Typer) -> None:
         console = Console()
         console.print(table)
         if json_out is not None:
-            console.print(f"wrote {write_json(result, json_out, meta=meta)}")
+            console.print(f"wrote {write_json(result, json_out, meta=meta)}", highlight=False, soft_wrap=True)
         if markdown_out is not None:
             title = f"vsslrt metrics: {maps.name}"
-            console.print(f"wrote {write_markdown(result, markdown_out, title=title, meta=meta)}")
+            console.print(f"wrote {write_markdown(result, markdown_out, title=title, meta=meta)}", highlight=False,
+                          soft_wrap=True)
