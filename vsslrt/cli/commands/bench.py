@@ -14,7 +14,7 @@ from typer.core import TyperCommand
 
 BENCH_EXAMPLES = [
     "vsslrt bench                                                    # built-in synthetic benchmark, two demo models",
-    "vsslrt bench --limit 200                                        # the same on the first 200 synthetic records",
+    "vsslrt bench --limit 200                                        # a quick look: a 200-record synthetic split",
     "vsslrt bench --engine engines/ezvsl --dataset is3 --data-dir /data/IS3 --out runs/ezvsl-is3",
     "vsslrt bench --engine engines/ezvsl --engine engines/slavc --dataset vggss --data-dir /data/VGGSS --protocol paper",
     "vsslrt bench --engine engines/ezvsl --dataset is3 --data-dir /data/IS3 --out runs/ezvsl-is3 --resume",
