@@ -164,10 +164,10 @@ def build_exported_folder(
         raise ManifestMismatchError(
             f"{folder / changed}: expected the graph recorded in {folder / MANIFEST_NAME} (sha256), got a missing "
             "or different file.", hint="re-export the model into this folder")
-    missing = [r for r in ("visual", "audio") for p in {precision, "fp32"} if not _has_graph(manifest, r, p)]
+    missing = _missing_graphs(manifest, precision)
     if missing:
-        raise InputError(f"{folder}: expected {precision} and fp32 visual and audio graphs, got none for {', '.join(missing)}.",
-                         hint="export with --precision both for fp16 engines")
+        raise InputError(f"{folder}: expected {precision} and fp32 visual and audio graphs, got none for "
+                         f"{', '.join(f'{r} {p}' for r, p in missing)}.", hint="export with --precision both for fp16 engines")
     chosen, reason = choose_backend(backend, caps if caps is not None else capabilities())
     return _build_and_record(folder, manifest, chosen, reason, precision, profile, False, workspace_bytes,
                              optimization_level, parity_samples, seed, threads, trt, cupy)
@@ -222,8 +222,7 @@ def reusable_export(
         same_weights = ck.random_init and ck.seed == seed
     else:
         same_weights = not ck.random_init and ck.sha256 == sha256_file(checkpoint)
-    needed = [(r, p) for r in ("visual", "audio") for p in {precision, "fp32"}]  # fp32: the parity reference
-    if not same_weights or not all(_has_graph(manifest, r, p) for r, p in needed):
+    if not same_weights or _missing_graphs(manifest, precision):
         return None
     return manifest
 
@@ -247,6 +246,12 @@ def _changed_graph(folder: Path, manifest: Manifest) -> str | None:
         if record is None or not path.is_file() or sha256_file(path) != record.sha256:
             return graph.file
     return None
+
+
+def _missing_graphs(manifest: Manifest, precision: str) -> list[tuple[str, str]]:
+    """(role, precision) of the encoder graphs a build of `precision` needs and the folder lacks: those
+    of `precision`, and the fp32 ones (the parity reference)."""
+    return [(r, p) for r in ("visual", "audio") for p in sorted({precision, "fp32"}) if not _has_graph(manifest, r, p)]
 
 
 def _has_graph(manifest: Manifest, role: str, precision: str) -> bool:

@@ -35,18 +35,18 @@ import numpy as np
 from vsslrt.errors import DataError, InputError, ManifestMismatchError
 
 CALIBRATION_FILE = "calibration.json"
-
-
-def default_calibration_path(run_dir: str | Path, engine: str | None = None) -> Path:
-    """RUN_DIR/calibration.json, or RUN_DIR/calibration-<engine>.json when an engine of the run is
-    named (a run that compared several engines keeps one calibration per engine)."""
-    return Path(run_dir) / (CALIBRATION_FILE if engine is None else f"calibration-{engine}.json")
 FORMAT = "vsslrt-calibration"
 FORMAT_VERSION = 1
 RULES = ("max_f", "balanced_accuracy", "quantile")
 NEGATIVES = ("silence", "noise", "offscreen")
 DISTRIBUTIONS = ("pos", *NEGATIVES, "negatives")
 _BENCH_HINT = "run `vsslrt bench --engine DIR --dataset KIND --data-dir DIR --out RUNDIR` first"
+
+
+def default_calibration_path(run_dir: str | Path, engine: str | None = None) -> Path:
+    """RUN_DIR/calibration.json, or RUN_DIR/calibration-<engine>.json when an engine of the run is
+    named (a run that compared several engines keeps one calibration per engine)."""
+    return Path(run_dir) / (CALIBRATION_FILE if engine is None else f"calibration-{engine}.json")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -56,19 +56,19 @@ def demo_engines(backend: str, *, batch: int, cache: Path | None = None, **build
     shipped = demo_engine_dirs()
     if backend != "trt":
         return shipped
-    import hashlib
     import shutil
     import tempfile
 
     from vsslrt.build import build_exported_folder
     from vsslrt.data.synth import cache_root
+    from vsslrt.manifest import sha256_file
 
     root = (cache if cache is not None else cache_root().parent) / "demo-engines"
     root.mkdir(parents=True, exist_ok=True)
     folders = []
     for source in shipped:
         # <digest>/<name>: the folder keeps the model's name, which names its results in the run.
-        digest = hashlib.sha256((source / "manifest.json").read_bytes()).hexdigest()[:12]
+        digest = sha256_file(source / "manifest.json")[:12]
         target = root / digest / source.name
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.is_dir():  # copy into a temporary sibling, then rename: never a half copy

@@ -168,13 +168,13 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
 def ray_identity(folder: Path, settings: BenchSettings, n_samples: int) -> dict[str, Any]:
     """What resuming a Ray run must match: the engine's manifest and every setting that changes the
     numbers (not the data workers or threads, which do not)."""
-    import hashlib
+    from vsslrt.manifest import sha256_file
 
     chosen = {k: v for k, v in asdict(settings).items() if k not in ("workers", "threads")}
     chosen["data_dir"] = str(Path(settings.data_dir).resolve())
     return {
         "runner": "ray", "vsslrt": __version__, "engine": folder.name,
-        "manifest_sha256": hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest(),
+        "manifest_sha256": sha256_file(folder / "manifest.json"),
         "samples": n_samples, **json.loads(json.dumps(chosen, default=str)),
     }
 

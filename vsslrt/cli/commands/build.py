@@ -70,12 +70,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build an engine folder: export to ONNX, build engines, check parity against ONNX Runtime fp32."""
         if engine is not None:
-            given = [n for n, v in (("--model", model), ("--out", out), ("--checkpoint", checkpoint)) if v is not None]
-            if given or random_init:
-                raise InputError(f"build --engine: expected no export options, got {', '.join(given + (['--random-init'] if random_init else []))}.",
+            given = [name for name, used in (("--model", model is not None), ("--out", out is not None),
+                                             ("--checkpoint", checkpoint is not None), ("--random-init", random_init)) if used]
+            if given:
+                raise InputError(f"build --engine: expected no export options, got {', '.join(given)}.",
                                  hint="--engine builds an existing export in place; drop the export options")
         elif model is None or out is None:
-            raise InputError(f"build: expected --model and --out (or --engine DIR), got no {'--model' if model is None else '--out'}.")
+            raise InputError("build: expected --model and --out (or --engine DIR), got no "
+                             f"{'--model' if model is None else '--out'}.")
         if engine is None and (checkpoint is None) == (not random_init):
             raise InputError(
                 "build: expected exactly one of --checkpoint PATH or --random-init, got "
