@@ -43,7 +43,7 @@ def _oracle():
 
 def make_inputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Realistic inputs: smooth images, log-spectrogram-like audio, boxes; offscreen = another clip."""
-    from vsslrt.latency import realistic_inputs
+    from vsslrt.pipeline.latency import realistic_inputs
 
     images, positive = realistic_inputs(n, (1, 257, 200), seed)
     rng = np.random.default_rng(seed + 1)
@@ -89,7 +89,7 @@ def reference_style(model, inputs, batch: int, tuned: bool, thresholds, torch) -
 
 
 def vsslrt_style(folder: Path, inputs, batch: int, noise_bank: int, threads: int | None, thresholds) -> tuple[float, dict]:
-    from vsslrt.encoders import open_encoders
+    from vsslrt.pipeline.encoders import open_encoders
     from vsslrt.eval import Evaluator
     from vsslrt.head import similarity_maps_multi
 

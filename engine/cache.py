@@ -22,13 +22,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from vsslrt.errors import InputError, ManifestMismatchError
+from vsslrt.files import atomic_write_bytes, atomic_write_text, sha256_file
 
 KEY_SCHEMA = 1
 PRECISIONS = ("fp32", "fp16")
@@ -138,14 +138,6 @@ def describe(changes: list[KeyChange]) -> str:
 # -- hashing -------------------------------------------------------------------------------
 
 
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def onnx_sha256(path: str | os.PathLike[str]) -> str:
     """sha256 over an ONNX file and every external-data file it references.
 
@@ -174,7 +166,7 @@ def onnx_sha256(path: str | os.PathLike[str]) -> str:
                 f"{path}: expected external data file {name!r} beside the model, got nothing there.",
                 hint="keep the .onnx file and its .data file in the same folder",
             )
-        digest.update(name.encode() + b"\0" + file_sha256(file).encode())
+        digest.update(name.encode() + b"\0" + sha256_file(file).encode())
     return digest.hexdigest()
 
 
@@ -188,38 +180,6 @@ def _all_tensors(graph: Any):
                 yield from _all_tensors(attr.g)
             for sub in attr.graphs:
                 yield from _all_tensors(sub)
-
-
-# -- atomic files --------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write `data` (bytes or any buffer, e.g. TensorRT's IHostMemory) so readers see all or nothing.
-
-    The data goes to a temporary file in the destination folder, is flushed to disk, then
-    renamed over `path` with os.replace (atomic on POSIX and Windows). On any error or
-    interruption the temporary file is removed and `path` keeps its previous content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(memoryview(data))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # -- the cache -----------------------------------------------------------------------------
@@ -296,7 +256,7 @@ class EngineCache:
             return None
         if stored_key != key:
             return None
-        if verify_plan and file_sha256(plan) != plan_hash:
+        if verify_plan and sha256_file(plan) != plan_hash:
             return None
         return plan
 

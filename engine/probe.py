@@ -14,12 +14,11 @@ import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from vsslrt.engine import backends
 from vsslrt.engine.cache import BuildEnvironment
 from vsslrt.engine.trt_common import is_installed, load_cupy, load_tensorrt, make_logger
 from vsslrt.errors import BackendUnavailableError, InputError, missing_extra
 
-BACKENDS = ("auto", "ort", "trt", "ort-cuda", "ort-trt")
-"""Backend names accepted by `choose_backend` (and `--backend`)."""
 
 
 @dataclass(frozen=True)
@@ -249,9 +248,8 @@ def choose_backend(requested: str, caps: Capabilities) -> tuple[str, str]:
         BackendUnavailableError: An explicitly requested backend cannot run here (the message
             names what is missing), or nothing at all can run ("auto" without onnxruntime).
     """
-    if requested not in BACKENDS:
-        raise InputError(f"backend: expected one of {', '.join(BACKENDS)}, got {requested!r}.")
-    problems = {name: _why_not(name, caps) for name in BACKENDS[1:]}
+    backends.check_choice(requested)
+    problems = {name: _why_not(name, caps) for name in backends.BACKEND_NAMES}
     if requested != "auto":
         problem = problems[requested]
         if problem is not None:
@@ -290,15 +288,14 @@ def _why_not(backend: str, caps: Capabilities) -> BackendUnavailableError | None
     if caps.onnxruntime_version is None:
         extra = "cpu" if backend == "ort" else "gpu"
         return missing_extra("onnxruntime", extra, f"run the {backend} backend")
-    provider = {"ort": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}[
-        backend
-    ]
+    entry = backends.get(backend)
+    provider = entry.ort_provider_name
     if provider not in caps.ort_providers:
         return BackendUnavailableError(
             f"backend {backend}: expected ONNX Runtime to offer {provider}, got {', '.join(caps.ort_providers) or 'none'}.",
             hint="install onnxruntime-gpu in place of onnxruntime (pip uninstall onnxruntime; pip install 'vsslrt[gpu]')",
         )
-    if backend != "ort" and caps.cuda_device_count == 0:
+    if entry.needs_gpu and caps.cuda_device_count == 0:
         return BackendUnavailableError(
             f"backend {backend}: expected a visible CUDA device, got none ({caps.cuda_usable.reason}).",
             hint="run `vsslrt doctor` for details",

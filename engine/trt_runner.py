@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from vsslrt.engine.base import DYNAMIC, Runner, TensorSpec
-from vsslrt.engine.cache import ENVIRONMENT_FIELDS, EngineKey, describe, diff, file_sha256, read_key
+from vsslrt.files import sha256_file
+from vsslrt.engine.cache import ENVIRONMENT_FIELDS, EngineKey, describe, diff, read_key
 from vsslrt.engine.trt_common import create_runtime, load_cupy, load_tensorrt, make_logger
 from vsslrt.errors import InputError, ManifestMismatchError, VsslrtError
 
@@ -115,7 +116,7 @@ class TrtRunner(Runner):
                 if self.allow_unverified:
                     return
                 raise
-            if plan_hash and file_sha256(self.engine_path) != plan_hash:
+            if plan_hash and sha256_file(self.engine_path) != plan_hash:
                 raise ManifestMismatchError(
                     f"{self.engine_path}: expected the plan to match the sha256 recorded at build time, got different bytes.",
                     hint="the file was modified or damaged; rebuild it with `vsslrt build`",

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,45 +18,15 @@ from typing import Any
 import numpy as np
 
 from vsslrt.errors import InputError
+from vsslrt.files import atomic_write_text, to_jsonable
 from vsslrt.eval.keys import NEGATIVES
-
-
-def to_jsonable(value: Any) -> Any:
-    """Plain JSON types: NumPy scalars/arrays to Python, NaN/inf to None, paths to str."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(dataclasses.asdict(value))
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return to_jsonable(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
 
 
 def _atomic_write(path: str | os.PathLike, text: str) -> Path:
     target = Path(path)
     if target.is_dir():
         raise InputError(f"{target}: expected a file path for the report, got a directory.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
+    return atomic_write_text(target, text)
 
 
 def write_json(metrics: Mapping[str, float], path: str | os.PathLike, *, meta: Mapping[str, Any] | None = None) -> Path:

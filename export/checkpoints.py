@@ -34,7 +34,7 @@ from torch import nn
 
 from vsslrt.errors import InputError
 from vsslrt.export.architectures import ARCHITECTURES
-from vsslrt.manifest import sha256_file
+from vsslrt.files import sha256_file
 from vsslrt.models import REGISTRY, get_model
 
 TOP_LEVEL_KEYS = ("model", "model_state_dict", "state_dict")

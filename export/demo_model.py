@@ -171,7 +171,8 @@ def export_demo(model: DemoModel, out_dir: str | Path, *, images: np.ndarray, au
     from vsslrt.export.pipeline import GRAPH_FILES, GRAPH_IO, ort_session
     from vsslrt.export.wrappers import AudioEncoder, VisualEncoder
     from vsslrt.head import similarity_maps
-    from vsslrt.manifest import CheckpointInfo, GraphEntry, Manifest, TensorSpec, sha256_file
+    from vsslrt.manifest import CheckpointInfo, GraphEntry, Manifest, TensorSpec
+    from vsslrt.files import sha256_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

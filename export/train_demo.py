@@ -41,8 +41,9 @@ from pathlib import Path
 import numpy as np
 
 from vsslrt.data import synth
+from vsslrt.models import DEMO_ASSETS
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "vsslrt" / "assets" / "demo"
+DEFAULT_OUT = DEMO_ASSETS
 HASHES_FILE = "SHA256SUMS"
 NEGATIVE_CONDITIONS = ("silence", "noise", "offscreen")
 
@@ -332,7 +333,7 @@ def load_test_batch(n_records: int = synth.DEFAULT_TEST_RECORDS, seed: int = syn
     Images and clips are read from the split's files with the project's front-ends; noise is the
     per-sample N(0, 1) of `vsslrt.data.negatives`; offscreen clips are the records' own "offscreen".
     """
-    from vsslrt.data.datasets import boxes_from_normalised
+    from vsslrt.data.records import boxes_from_normalised
     from vsslrt.data.frontends import audio_input, silence_input, spectrogram_inputs
     from vsslrt.data.images import load_images
     from vsslrt.data.negatives import noise_signal

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vsslrt.baselines import BASELINES, baseline_maps
+from vsslrt.pipeline.baselines import BASELINES, baseline_maps
 
 
 @pytest.mark.parametrize("name", [b for b in BASELINES if b != "objectness"])

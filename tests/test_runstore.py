@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from vsslrt.errors import InputError, ManifestMismatchError
-from vsslrt.runstore import ShardCheckpoint, atomic_write_json, atomic_write_text
+from vsslrt.files import atomic_write_json, atomic_write_text
+from vsslrt.pipeline.runstore import ShardCheckpoint
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -55,7 +56,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
 
 
 def test_part_log_appends_and_loads_in_order(tmp_path):
-    from vsslrt.runstore import PartLog
+    from vsslrt.pipeline.runstore import PartLog
 
     log = PartLog(tmp_path / "engine", {"seed": 0})
     log.start()
@@ -72,7 +73,7 @@ def test_part_log_appends_and_loads_in_order(tmp_path):
 
 
 def test_part_files_are_world_readable(tmp_path):
-    from vsslrt.runstore import PartLog
+    from vsslrt.pipeline.runstore import PartLog
 
     log = PartLog(tmp_path, {"a": 1})
     log.start()

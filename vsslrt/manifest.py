@@ -14,22 +14,21 @@ manifest. ``vsslrt bench`` and ``vsslrt localize`` read nothing else. The manife
 * ``backend``: a free-form section the engine stage fills (backend, engine files, GPU, ...).
 
 Reading validates every field and raises ``InputError`` naming the field; a different format
-version raises ``ManifestMismatchError``. Writing is atomic (temp file + ``os.replace``). No torch.
+version raises ``ManifestMismatchError``. Writing is atomic (``vsslrt.files``). No torch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vsslrt.errors import InputError, ManifestMismatchError
+from vsslrt.files import atomic_write_text, sha256_file
 from vsslrt.models import MapHead, Threshold
 
 FORMAT_VERSION = 1
@@ -37,15 +36,6 @@ MANIFEST_NAME = "manifest.json"
 ROLES = ("visual", "audio", "fused", "object")
 PRECISIONS = ("fp32", "fp16")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -200,17 +190,7 @@ class Manifest:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / MANIFEST_NAME
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False, allow_nan=False) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the manifest is as readable as the graphs
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(target, text)
         return target
 
     @classmethod

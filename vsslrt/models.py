@@ -8,8 +8,13 @@ with `thresholds`. Values come from the reference protocol (protocol.md section 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vsslrt.errors import InputError
+
+DEMO_MODELS = ("demo-pos", "demo-san")
+DEMO_ASSETS = Path(__file__).resolve().parent / "assets" / "demo"
+"""Where the shipped demo engine folders live (package data; `export/train_demo.py` writes them)."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_engine import make_tiny_engine  # noqa: E402
 
-from vsslrt.bench import BenchSettings, run_bench  # noqa: E402
+from vsslrt.pipeline.bench import BenchSettings, run_bench  # noqa: E402
 from vsslrt.cli.app import create_app  # noqa: E402
 
 IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
@@ -39,7 +39,7 @@ def _per_sample_reference(engine: Path, settings: BenchSettings) -> dict[str, fl
     from vsslrt.data import (audio_input, choose_offscreen, get_frontend, load_dataset, noise_signal, prepare_signal,
                              preprocess_image, read_audio, silence_input, spectrogram_inputs)
     from vsslrt.data.images import decode_image
-    from vsslrt.encoders import open_encoders
+    from vsslrt.pipeline.encoders import open_encoders
     from vsslrt.eval import evaluate
     from vsslrt.head import similarity_maps
 
@@ -205,7 +205,7 @@ def test_cli_bench_bad_engine_is_one_line(tmp_path):
 
 
 def test_latency_only(engine, tmp_path):
-    from vsslrt.latency import profile_engines
+    from vsslrt.pipeline.latency import profile_engines
 
     report = profile_engines([engine], tmp_path, batch_sizes=(1, 2), min_seconds=0.05, min_iterations=2)
     rows = report["engines"]["tiny"]["sweep"]

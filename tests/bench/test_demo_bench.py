@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from vsslrt.cli._errors import format_error
 from vsslrt.cli.app import create_app
-from vsslrt.demo import DEMO_MODELS, demo_engine_dirs, demo_engines
+from vsslrt.pipeline.demo import DEMO_MODELS, demo_engine_dirs, demo_engines
 from vsslrt.errors import InputError
 from vsslrt.manifest import Manifest
 
@@ -66,7 +66,7 @@ def test_bench_without_arguments_shows_the_finding_side_by_side(demo_run):
 
 def test_calibrate_the_demo_run_then_deploy_demo_san(demo_run, tmp_path):
     """The newcomer's next step: calibrate demo-san on the run, then localize with the shipped model."""
-    from vsslrt.localize import Localizer
+    from vsslrt.pipeline.localize import Localizer
 
     _, _, out, cache = demo_run
     result = CliRunner().invoke(create_app(), ["calibrate", str(out), "--engine", "demo-san"])

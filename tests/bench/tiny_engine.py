@@ -10,7 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from vsslrt.manifest import Manifest, sha256_file
+from vsslrt.files import sha256_file
+from vsslrt.manifest import Manifest
 
 EMBED = 16
 GRID = 7

@@ -17,7 +17,7 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-from vsslrt.build import BuildReport, EngineRecord, build_engine_folder, build_exported_folder
+from vsslrt.pipeline.build import BuildReport, EngineRecord, build_engine_folder, build_exported_folder
 from vsslrt.cli.app import create_app
 from vsslrt.errors import BackendUnavailableError, EngineBuildError, InputError, ManifestMismatchError
 from vsslrt.manifest import CheckpointInfo, GraphEntry, Manifest, ParityFigures, TensorSpec
@@ -186,7 +186,7 @@ def test_cli_passes_options_and_reports(tmp_path, monkeypatch):
         calls.append((model, out, kwargs))
         return _fake_report(Path(out))
 
-    monkeypatch.setattr("vsslrt.build.build_engine_folder", fake_build)
+    monkeypatch.setattr("vsslrt.pipeline.build.build_engine_folder", fake_build)
     result = CliRunner().invoke(
         create_app(),
         ["build", "--model", "ezvsl", "--random-init", "--out", str(tmp_path), "--backend", "trt", "--precision", "fp16",

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tests.data.conftest import MANIFEST_RECORDS, VGGSS_RECORDS, write_image, write_json, write_wav
-from vsslrt.data.datasets import DATASET_KINDS, boxes_from_normalised, boxes_from_pixels, gt_map, load_dataset
+from vsslrt.data.datasets import DATASET_KINDS, load_dataset
+from vsslrt.data.records import boxes_from_normalised, boxes_from_pixels, gt_map
 from vsslrt.data.validation import validate_dataset
 from vsslrt.errors import DataError, InputError
 

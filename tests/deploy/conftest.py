@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from tiny_engine import make_tiny_engine  # noqa: E402
 
-from vsslrt.bench import BenchSettings, run_bench  # noqa: E402
+from vsslrt.pipeline.bench import BenchSettings, run_bench  # noqa: E402
 
 IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
 HALF = 8
@@ -94,7 +94,7 @@ def holdout_run(tmp_path_factory, engine, splits) -> Path:
 
 @pytest.fixture(scope="session")
 def calibration_file(fit_run) -> Path:
-    from vsslrt.calibrate import calibrate, write_calibration
+    from vsslrt.pipeline.calibrate import calibrate, write_calibration
 
     return write_calibration(calibrate(fit_run), fit_run / "calibration.json")
 

@@ -1,4 +1,4 @@
-"""`vsslrt.calibrate` on real benchmark runs: rules, the record, the held-out report, bad inputs."""
+"""`vsslrt.pipeline.calibrate` on real benchmark runs: rules, the record, the held-out report, bad inputs."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsslrt.bench import run_bench
-from vsslrt.calibrate import Calibration, RuleChoice, as_calibration, calibrate, load_run, threshold_metrics
+from vsslrt.pipeline.bench import run_bench
+from vsslrt.pipeline.calibrate import Calibration, RuleChoice, as_calibration, calibrate, load_run, threshold_metrics
 from vsslrt.errors import DataError, InputError, ManifestMismatchError
-from vsslrt.manifest import sha256_file
+from vsslrt.files import sha256_file
 
 NEGATIVES = ("silence", "noise", "offscreen")
 
@@ -66,7 +66,7 @@ def test_detection_threshold_separates_maxima_with_the_best_balanced_accuracy(fi
 
 
 def test_round_trip_through_the_file(fit_run, tmp_path):
-    from vsslrt.calibrate import write_calibration
+    from vsslrt.pipeline.calibrate import write_calibration
 
     cal = calibrate(fit_run, choice=RuleChoice("balanced_accuracy"))
     path = write_calibration(cal, tmp_path / "sub" / "cal.json")

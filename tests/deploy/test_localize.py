@@ -1,4 +1,4 @@
-"""`vsslrt.localize`: decisions consistent with the benchmark run, maps, masks, boxes, refusals."""
+"""`vsslrt.pipeline.localize`: decisions consistent with the benchmark run, maps, masks, boxes, refusals."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsslrt.calibrate import Calibration
+from vsslrt.pipeline.calibrate import Calibration
 from vsslrt.errors import DataError, InputError, ManifestMismatchError
-from vsslrt.localize import (Box, Localizer, Pair, mask_boxes, pairs_from_folder, pairs_from_manifest,
+from vsslrt.pipeline.localize import (Box, Localizer, Pair, mask_boxes, pairs_from_folder, pairs_from_manifest,
                              profile_localize, upsample_map)
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vsslrt.localize import Localizer
-from vsslrt.overlay import display_map, jet, render_overlay, write_overlay_png
+from vsslrt.pipeline.localize import Localizer
+from vsslrt.pipeline.overlay import display_map, jet, render_overlay, write_overlay_png
 
 
 def test_jet_is_matplotlibs_jet():

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from tiny_engine import make_tiny_engine  # noqa: E402
 
-from vsslrt.bench import BenchSettings, EngineSession, run_bench, write_run_folder  # noqa: E402
+from vsslrt.pipeline.bench import BenchSettings, EngineSession, run_bench, write_run_folder  # noqa: E402
 from vsslrt.cli.commands.bench import with_optional_value  # noqa: E402
-from vsslrt.distributed import block_ranges, merge_shards, pack_shard, plan_layout, unpack_shard  # noqa: E402
+from vsslrt.pipeline.distributed import block_ranges, merge_shards, pack_shard, plan_layout, unpack_shard  # noqa: E402
 from vsslrt.errors import BackendUnavailableError, InputError  # noqa: E402
 
 IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
@@ -112,7 +112,7 @@ def test_layout_gpu_cluster():
 
 
 def test_missing_ray_names_the_extra(monkeypatch, engine, tmp_path):
-    from vsslrt.distributed import run_bench_ray
+    from vsslrt.pipeline.distributed import run_bench_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     settings = BenchSettings(dataset="is3", data_dir=IS3_MINI)

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from test_distributed import assert_same_metrics, assert_same_run_folders  # noqa: E402
 from tiny_engine import make_tiny_engine  # noqa: E402
 
-from vsslrt.bench import BenchSettings, run_bench  # noqa: E402
-from vsslrt.distributed import run_bench_ray  # noqa: E402
+from vsslrt.pipeline.bench import BenchSettings, run_bench  # noqa: E402
+from vsslrt.pipeline.distributed import run_bench_ray  # noqa: E402
 
 IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
 pytestmark = [
@@ -83,11 +83,11 @@ def test_ray_paper_protocol_uneven_blocks(local_ray, engine, tmp_path):
 def test_interrupted_ray_run_resumes_from_its_saved_blocks(local_ray, engine, tmp_path):
     """A Ray run whose part log holds blocks [0, 4) and [8, 12) of 16 samples: --resume computes only
     the other two blocks, and the run equals an uninterrupted single-process run."""
-    from vsslrt.bench import EngineSession
+    from vsslrt.pipeline.bench import EngineSession
     from vsslrt.data import load_dataset
-    from vsslrt.distributed import ray_identity, save_block
+    from vsslrt.pipeline.distributed import ray_identity, save_block
     from vsslrt.errors import InputError, ManifestMismatchError
-    from vsslrt.runstore import PartLog
+    from vsslrt.pipeline.runstore import PartLog
 
     settings = BenchSettings(dataset="is3", data_dir=IS3_MINI, batch=2, workers=1)
     (single,) = run_bench([engine], settings, tmp_path / "single")

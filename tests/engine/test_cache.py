@@ -10,6 +10,7 @@ import onnx
 import pytest
 
 from vsslrt.engine import cache as cache_mod
+from vsslrt.files import sha256_file
 from vsslrt.engine.cache import (
     BuildEnvironment,
     EngineCache,
@@ -105,7 +106,7 @@ def test_store_then_lookup_reuses(tmp_path):
     path = cache.store("visual", key, b"PLAN", info={"inspector": {"fp16_share": 0.9}})
     assert path.name == f"visual-{key.digest()}.plan"
     assert cache.lookup("visual", key) == path
-    assert read_key(path) == (key, cache_mod.file_sha256(path))
+    assert read_key(path) == (key, sha256_file(path))
     assert cache_mod.read_record(path)["info"] == {"inspector": {"fp16_share": 0.9}}
     assert cache.lookup("audio", key) is None
     assert cache.lookup("visual", make_key(precision="fp32")) is None

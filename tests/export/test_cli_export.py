@@ -15,7 +15,8 @@ from vsslrt.cli.app import create_app
 from vsslrt.export.architectures import build_model
 from vsslrt.export.checkpoints import official_checkpoint
 from vsslrt.export.parity import realistic_images, realistic_spectrograms
-from vsslrt.manifest import Manifest, sha256_file
+from vsslrt.files import sha256_file
+from vsslrt.manifest import Manifest
 from vsslrt.models import get_model
 
 

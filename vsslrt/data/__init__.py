@@ -3,9 +3,9 @@
 The main entry points are importable from here; each is loaded on first use, so `import vsslrt.data`
 costs nothing (no SciPy, Pillow, soundfile, PyAV or torch).
 
-    load_dataset(kind, data_dir, ...)          vsslrt.data.datasets
+    load_dataset(kind, data_dir, ...), KINDS   vsslrt.data.datasets
     validate_dataset(dataset, ...)             vsslrt.data.validation
-    Sample, Dataset, OffscreenClip, gt_map     vsslrt.data.datasets
+    Sample, Dataset, OffscreenClip, gt_map     vsslrt.data.records
     AudioFrontend, FRONTENDS, get_frontend,    vsslrt.data.frontends
       prepare_signal, spectrogram_inputs,
       silence_input, audio_input
@@ -21,12 +21,13 @@ from typing import Any
 
 _EXPORTS = {
     "load_dataset": "vsslrt.data.datasets",
-    "Sample": "vsslrt.data.datasets",
-    "Dataset": "vsslrt.data.datasets",
-    "OffscreenClip": "vsslrt.data.datasets",
+    "Sample": "vsslrt.data.records",
+    "Dataset": "vsslrt.data.records",
+    "OffscreenClip": "vsslrt.data.records",
     "DATASET_KINDS": "vsslrt.data.datasets",
-    "gt_map": "vsslrt.data.datasets",
-    "gt_maps": "vsslrt.data.datasets",
+    "KINDS": "vsslrt.data.datasets",
+    "gt_map": "vsslrt.data.records",
+    "gt_maps": "vsslrt.data.records",
     "validate_dataset": "vsslrt.data.validation",
     "ValidationReport": "vsslrt.data.validation",
     "Problem": "vsslrt.data.problems",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vsslrt.data.datasets import Dataset, Sample, check_box_values, resolve_metadata
+from vsslrt.data.records import Dataset, Sample, check_box_values, resolve_metadata
 from vsslrt.data.problems import ProblemList
 from vsslrt.errors import DataError
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vsslrt.data.datasets import (
+from vsslrt.data.records import (
     Dataset,
     Sample,
     boxes_from_pixels,

@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from vsslrt.data.audio_io import DecodedAudio, read_audio
-from vsslrt.data.datasets import Dataset, OffscreenClip, Sample, gt_maps
+from vsslrt.data.records import Dataset, OffscreenClip, Sample, gt_maps
 from vsslrt.data.frontends import (
     FIXED,
     AudioFrontend,

@@ -26,7 +26,7 @@ import csv
 import json
 from pathlib import Path
 
-from vsslrt.data.datasets import (
+from vsslrt.data.records import (
     Dataset,
     Sample,
     boxes_from_normalised,

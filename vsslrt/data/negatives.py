@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vsslrt.data.datasets import Dataset, OffscreenClip
+from vsslrt.data.records import Dataset, OffscreenClip
 from vsslrt.data.frontends import AudioFrontend, get_frontend
 from vsslrt.errors import DataError, InputError
 

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vsslrt.data.datasets import Dataset
+from vsslrt.data.records import Dataset
 from vsslrt.data.problems import DatasetProblemsError, Problem, ProblemList, format_problems
 from vsslrt.errors import DataError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vsslrt.data.datasets import (
+from vsslrt.data.records import (
     Dataset,
     Sample,
     boxes_from_normalised,

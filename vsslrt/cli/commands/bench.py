@@ -31,7 +31,7 @@ class DatasetKind(str, Enum):
     manifest = "manifest"
 
 
-# `--ray` with no value: a local Ray instance (see vsslrt.distributed.LOCAL).
+# `--ray` with no value: a local Ray instance (see vsslrt.pipeline.distributed.LOCAL).
 RAY_LOCAL = "local"
 
 
@@ -113,14 +113,14 @@ def register(app: typer.Typer) -> None:
         if latency_only:
             if not engine:
                 raise InputError("bench --latency-only: expected at least one --engine folder, got none.")
-            from vsslrt.latency import profile_engines
+            from vsslrt.pipeline.latency import profile_engines
 
             report = profile_engines(engine, out or Path("runs") / f"{engine[0].name}-latency", backend=backend,
                                      precision=precision)
             _print_latency(report, console, json_output)
             return
         if not engine and dataset is None and data_dir is None:
-            from vsslrt.demo import run_default_bench
+            from vsslrt.pipeline.demo import run_default_bench
 
             run_default_bench(out=out, console=console, json_output=json_output, resume=resume,
                               backend=backend or "auto", n_records=limit)
@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
         if dataset is None or data_dir is None:
             raise InputError("bench: expected --dataset and --data-dir with --engine, got "
                              f"{'no --dataset' if dataset is None else 'no --data-dir'}.")
-        from vsslrt.bench import BenchSettings, run_bench
+        from vsslrt.pipeline.bench import BenchSettings, run_bench
         from vsslrt.eval import parse_thresholds
 
         metadata = {k: v for k, v in (("metadata_dir", metadata_dir), ("annotation_file", annotations),
@@ -156,7 +156,7 @@ def run_with_progress(engines, settings, run_dir, *, resume, console, ray=None):
     """run_bench (or, with `ray` options, run_bench_ray) with a Rich progress bar (samples/s and ETA)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from vsslrt.bench import run_bench
+    from vsslrt.pipeline.bench import run_bench
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -171,7 +171,7 @@ def run_with_progress(engines, settings, run_dir, *, resume, console, ray=None):
             bar.update(tasks[name], completed=done, rate=f"{speed:.1f} samples/s" if speed else "")
 
         if ray is not None:
-            from vsslrt.distributed import run_bench_ray
+            from vsslrt.pipeline.distributed import run_bench_ray
 
             return run_bench_ray(engines, settings, run_dir, progress=progress, resume=resume, **ray)
         return run_bench(engines, settings, run_dir, resume=resume, progress=progress)
@@ -180,7 +180,7 @@ def run_with_progress(engines, settings, run_dir, *, resume, console, ray=None):
 def print_summary(results, run_dir: Path, console, json_output: bool) -> None:
     from rich.table import Table
 
-    from vsslrt.bench import summary_rows
+    from vsslrt.pipeline.bench import summary_rows
 
     if json_output:
         doc = {r.name: {"summary": {label: {"value": v, "margin": m} for label, v, m in summary_rows(r)},

@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
             )
         if workspace_mib < 1:
             raise InputError(f"build: expected --workspace-mib to be >= 1, got {workspace_mib}.")
-        from vsslrt.build import build_engine_folder, build_exported_folder
+        from vsslrt.pipeline.build import build_engine_folder, build_exported_folder
 
         options = dict(seed=seed, backend=backend.value, precision=precision.value, batch=batch,
                        workspace_bytes=workspace_mib << 20, optimization_level=opt_level, threads=threads)

@@ -53,9 +53,9 @@ def register(app: typer.Typer) -> None:
             "metrics there (not fitted there).")] = None,
     ) -> None:
         """Fit the localisation and detection thresholds of a model on a finished benchmark run."""
-        from vsslrt.calibrate import RuleChoice, default_calibration_path
-        from vsslrt.calibrate import calibrate as fit
-        from vsslrt.calibrate import write_calibration
+        from vsslrt.pipeline.calibrate import RuleChoice, default_calibration_path
+        from vsslrt.pipeline.calibrate import calibrate as fit
+        from vsslrt.pipeline.calibrate import write_calibration
         from vsslrt.errors import InputError
 
         given = [name for name, value in (("--distribution", distribution), ("--q", q), ("--factor", factor))

@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Decide whether a sounding object is present and where, with a calibrated threshold."""
         from vsslrt.errors import InputError
-        from vsslrt.localize import Localizer, pairs_from_folder, pairs_from_manifest
+        from vsslrt.pipeline.localize import Localizer, pairs_from_folder, pairs_from_manifest
 
         batch_sources = [name for name, value in (("--manifest", manifest), ("--folder", folder)) if value is not None]
         single = image is not None or audio is not None
@@ -85,8 +85,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _run_single(localizer, image: Path, audio: Path, out: Path, profile: bool, iterations: int) -> None:
-    from vsslrt.localize import profile_localize, write_result_json
-    from vsslrt.overlay import write_overlay_png
+    from vsslrt.pipeline.localize import profile_localize, write_result_json
+    from vsslrt.pipeline.overlay import write_overlay_png
 
     result = localizer.localize(image, audio)
     extra: dict[str, Any] = {}
@@ -111,9 +111,9 @@ def _run_batch(localizer, pairs, unmatched: list[Path], out: Path, batch: int, s
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from vsslrt.localize import write_result_json
-    from vsslrt.overlay import write_overlay_png
-    from vsslrt.runstore import atomic_write_text
+    from vsslrt.pipeline.localize import write_result_json
+    from vsslrt.pipeline.overlay import write_overlay_png
+    from vsslrt.files import atomic_write_text
 
     console = Console(stderr=True)
     if unmatched:

@@ -15,11 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from vsslrt.engine import backends
 from vsslrt.errors import InputError, ManifestMismatchError
 from vsslrt.manifest import Manifest
-
-_ORT_PROVIDERS = {"ort": "cpu", "ort-cuda": "cuda", "ort-trt": "tensorrt"}
-
 
 @dataclass
 class Encoders:
@@ -77,10 +75,8 @@ class Encoders:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
 def _has_graph(manifest: Manifest, role: str, precision: str) -> bool:
     return any(g.role == role and g.precision == precision for g in manifest.graphs)
-
 
 def open_encoders(
     folder: str | Path,
@@ -119,24 +115,24 @@ def open_encoders(
             hint="pass --precision with one of those, or rebuild the folder",
         )
 
-    def ort(role: str) -> Any:
-        from vsslrt.engine.ort_runner import OrtRunner
+    chosen = backends.get(backend)
+    # Side graphs (the object net) run on ONNX Runtime whatever the backend: on its provider, or the CPU.
+    side = chosen if chosen.ort_provider is not None else backends.get("ort")
 
+    def graph_runner(role: str) -> Any:
         graph = manifest.graph(role, precision)
-        return OrtRunner(folder / graph.file, provider=_ORT_PROVIDERS.get(backend, "cpu"), intra_op_num_threads=threads)
+        return chosen.make_runner(folder / graph.file, threads=threads)
 
-    def trt(role: str) -> Any:
-        from vsslrt.engine.trt_runner import TrtRunner
-
+    def engine_runner(role: str) -> Any:
         entry = recorded.get("engines", {}).get(role)
-        if recorded.get("backend") != "trt" or entry is None:
+        if recorded.get("backend") != chosen.name or entry is None:
             raise ManifestMismatchError(
-                f"{folder}: expected a TensorRT engine for the {role} graph, got none in the manifest.",
-                hint=f"build one with `vsslrt build --model {manifest.model} --backend trt --out {folder}`",
+                f"{folder}: expected a {chosen.name} engine for the {role} graph, got none in the manifest.",
+                hint=f"build one with `vsslrt build --engine {folder} --backend {chosen.name}`",
             )
-        return TrtRunner(folder / entry["file"], expected_key=entry.get("key"))
+        return chosen.make_runner(folder / entry["file"], expected_key=entry.get("key"))
 
-    make = trt if backend == "trt" else ort
+    make = engine_runner if chosen.builds_engines else graph_runner
     outputs = {
         "visual": manifest.graph("visual", precision).outputs[0],
         "audio": manifest.graph("audio", precision).outputs[0],
@@ -148,12 +144,9 @@ def open_encoders(
             runners[role].activate()
         obj_precision = precision if _has_graph(manifest, "object", precision) else "fp32"
         if with_object and _has_graph(manifest, "object", obj_precision):
-            from vsslrt.engine.ort_runner import OrtRunner
-
             graph = manifest.graph("object", obj_precision)
             # The object net is a fixed ImageNet ResNet-18: ONNX Runtime runs it on any backend.
-            runners["object"] = OrtRunner(folder / graph.file, provider=_ORT_PROVIDERS.get(backend, "cpu"),
-                                          intra_op_num_threads=threads)
+            runners["object"] = side.make_runner(folder / graph.file, threads=threads)
             runners["object"].activate()
             outputs["object"] = graph.outputs[0]
     except BaseException:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vsslrt.runstore import atomic_write_json
+from vsslrt.files import atomic_write_json
 
 
 def realistic_inputs(batch: int, audio_shape: Sequence[int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +42,7 @@ def profile_engines(
     min_iterations: int = 5,
 ) -> dict[str, Any]:
     """Profile each engine folder over a batch-size sweep and write `out/latency.json`."""
-    from vsslrt.encoders import open_encoders
+    from vsslrt.pipeline.encoders import open_encoders
     from vsslrt.engine.flops import count_flops, measure_peak_gflops
     from vsslrt.engine.profiler import ProfileSettings, environment_block, profile
     from vsslrt.head import similarity_maps_multi

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from vsslrt.calibrate import Calibration, as_calibration
+from vsslrt.pipeline.calibrate import Calibration, as_calibration
 from vsslrt.errors import DataError, InputError, ManifestMismatchError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -143,7 +143,7 @@ class Localizer:
             thresholds were fitted (boxes are scaled to image pixels); "image": at the image's own
             size (finer boxes; on a 1024 x 1024 image this about doubles the call's latency).
         gate: Localise only when the detection says "sounding". Defaults to True.
-        backend, precision, threads: Passed to `vsslrt.encoders.open_encoders`.
+        backend, precision, threads: Passed to `vsslrt.pipeline.encoders.open_encoders`.
 
     Raises:
         InputError: No engine folder, or a bad calibration file.
@@ -162,7 +162,7 @@ class Localizer:
         threads: int | None = None,
     ) -> None:
         from vsslrt.data import get_frontend
-        from vsslrt.encoders import open_encoders
+        from vsslrt.pipeline.encoders import open_encoders
 
         if str(map_size) not in MAP_SIZES:
             raise InputError(f"localize: expected map_size to be one of {', '.join(MAP_SIZES)}, got {map_size!r}.")
@@ -324,7 +324,7 @@ def check_calibration_matches(engine_dir: Path, calibration: Calibration) -> Non
         InputError: The engine folder or its manifest.json does not exist.
         ManifestMismatchError: The hashes differ.
     """
-    from vsslrt.manifest import sha256_file
+    from vsslrt.files import sha256_file
 
     engine_dir = Path(engine_dir)
     if not engine_dir.is_dir():
@@ -391,7 +391,7 @@ def mask_boxes(mask: np.ndarray, values: np.ndarray, *, scale: tuple[float, floa
 
 def write_result_json(result: LocalizationResult, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write the result (and any extra sections) as JSON, atomically."""
-    from vsslrt.runstore import atomic_write_json
+    from vsslrt.files import atomic_write_json
 
     path = Path(path)
     atomic_write_json(path, {**result.to_json(), **(extra or {})})

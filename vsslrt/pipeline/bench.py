@@ -18,19 +18,18 @@ One run, per engine folder (DESIGN.md, Pipeline):
   scored with the same evaluator settings, so the report can state the model's margin over them.
 
 After every batch, that batch's evaluator states and finished sample ids are appended to the
-engine's part log as one small file written atomically (`vsslrt.runstore.PartLog`: constant cost per
+engine's part log as one small file written atomically (`vsslrt.pipeline.runstore.PartLog`: constant cost per
 batch); `resume=True` merges the parts and continues, ending with the numbers an uninterrupted run
 gives. A finished run keeps one consolidated state per engine (`shards/<engine>/checkpoint.npz`).
 
 The per-engine work on a shard of sample indices (`EngineSession.run_shard`) writes nothing and
 returns mergeable evaluator states: the single-process run above is one shard per engine, and
-`vsslrt.distributed` runs many shards on Ray actors and merges their states on the driver.
+`vsslrt.pipeline.distributed` runs many shards on Ray actors and merges their states on the driver.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,9 +39,10 @@ from typing import Any
 import numpy as np
 
 from vsslrt import __version__
-from vsslrt.baselines import baseline_maps
+from vsslrt.pipeline.baselines import baseline_maps
 from vsslrt.errors import DataError, InputError
-from vsslrt.runstore import PartLog, ShardCheckpoint, atomic_savez, atomic_write_json, atomic_write_text
+from vsslrt.files import atomic_savez, atomic_write_json, atomic_write_text, sha256_file
+from vsslrt.pipeline.runstore import PartLog, ShardCheckpoint
 
 CONDITIONS = ("pos", "silence", "noise", "offscreen")
 NEGATIVES = ("silence", "noise", "offscreen")
@@ -71,7 +71,7 @@ class BenchSettings:
         ogl: Compute object-guided (OGL) metrics when the engine folder has an object graph.
         baselines: Score the audio-agnostic baselines too.
         sweep_points: Candidate thresholds for the calibration sweep and its plot.
-        backend, precision, threads: Passed to `vsslrt.encoders.open_encoders`.
+        backend, precision, threads: Passed to `vsslrt.pipeline.encoders.open_encoders`.
         metadata: Extra `load_dataset` arguments (metadata_dir, annotation_file, ...).
     """
 
@@ -356,7 +356,7 @@ class EngineSession:
 
     def __init__(self, folder: str | Path, dataset, settings: BenchSettings) -> None:
         from vsslrt.data import get_frontend
-        from vsslrt.encoders import open_encoders
+        from vsslrt.pipeline.encoders import open_encoders
 
         self.folder = Path(folder)
         self.dataset = dataset
@@ -778,7 +778,7 @@ def latency_summary(timings: dict[str, list[float]], repeats: int, backend: str,
 
 
 def _manifest_hash(folder: Path) -> str:
-    return hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
+    return sha256_file(folder / "manifest.json")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -842,7 +842,7 @@ def _fmt(value: float) -> str:
 def write_run_folder(out: Path, results: list[EngineResult], settings: BenchSettings, dataset) -> None:
     """metrics.json, report.md, max_values.npz, latency.json and the plots, each written atomically."""
     from vsslrt.eval.report import to_jsonable
-    from vsslrt.plots import plot_comparison, plot_max_values, plot_threshold_sweep
+    from vsslrt.pipeline.plots import plot_comparison, plot_max_values, plot_threshold_sweep
 
     out.mkdir(parents=True, exist_ok=True)
     doc = {

@@ -484,7 +484,7 @@ def _manifest_sha(entry: Any) -> Any:
 
 def write_calibration(calibration: Calibration, path: str | Path) -> Path:
     """Write calibration.json atomically; returns the path."""
-    from vsslrt.runstore import atomic_write_json
+    from vsslrt.files import atomic_write_json
 
     path = Path(path)
     if path.is_dir():

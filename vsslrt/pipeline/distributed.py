@@ -1,6 +1,6 @@
 """The benchmark on Ray Data: blocks of samples on an actor pool, evaluator states merged on the driver.
 
-`run_bench_ray` gives the numbers and the run folder of `vsslrt.bench.run_bench`, with the work
+`run_bench_ray` gives the numbers and the run folder of `vsslrt.pipeline.bench.run_bench`, with the work
 spread over a Ray cluster (or a local Ray instance):
 
 * the driver cuts the run's sample indices into blocks of whole batches and makes them a
@@ -8,12 +8,12 @@ spread over a Ray cluster (or a local Ray instance):
 * `map_batches` runs `ShardWorker` on a fixed actor pool (`ActorPoolStrategy`): each actor opens
   ONE engine session in `__init__` (encoders activated once; `num_gpus=1` per actor when the
   backend runs on a GPU, CPU actors otherwise) and, per block, runs the front-ends, the encoders
-  and the evaluator updates (`vsslrt.bench.EngineSession.run_shard`);
+  and the evaluator updates (`vsslrt.pipeline.bench.EngineSession.run_shard`);
 * an actor returns the evaluator STATE of its block (per-sample scalars, a few hundred bytes per
   sample, never maps), serialised as one `.npz` byte string per row, with its skipped samples
   and timings;
 * the driver merges the states (`Evaluator.merge`) and writes the run folder with
-  `vsslrt.bench.write_run_folder`.
+  `vsslrt.pipeline.bench.write_run_folder`.
 
 Why the result does not depend on the split: sample ids are global (repetition * len(dataset) +
 index), so block states never collide and `Evaluator.compute` sorts by id before reducing;
@@ -21,7 +21,7 @@ negatives are drawn per sample from (seed, repetition, index); and blocks start 
 boundaries of the run, so the encoders see the same batches as in a single process.
 
 Resume: the driver appends every finished block's state to the engine's part log
-(`vsslrt.runstore.PartLog`, `shards/<engine>/part-*.npz`, with a Ray identity). `--resume` loads
+(`vsslrt.pipeline.runstore.PartLog`, `shards/<engine>/part-*.npz`, with a Ray identity). `--resume` loads
 those parts, sends only the samples no part holds (cut again into blocks that start at the old
 block boundaries, so at batch boundaries too), and merges old and new states: the numbers equal an
 uninterrupted run's.
@@ -43,15 +43,14 @@ from typing import Any
 
 import numpy as np
 
-from vsslrt.bench import (BenchSettings, EngineResult, Progress, ShardResult, concat_timings, join_states,
+from vsslrt.pipeline.bench import (BenchSettings, EngineResult, Progress, ShardResult, concat_timings, join_states,
                           latency_summary, plan_engine, prepare_run, split_states, write_run_folder)
 from vsslrt import __version__, errors
+from vsslrt.engine import backends
 from vsslrt.errors import BackendUnavailableError, InputError, VsslrtError, missing_extra
 
 #: `--ray` without an address: start a local Ray instance (or use the one this process already runs).
 LOCAL = "local"
-#: Backends whose encoders run on a GPU: their actors ask Ray for one GPU each.
-GPU_BACKENDS = ("ort-cuda", "ort-trt", "trt")
 #: Blocks per actor when the block size is not given: enough to balance uneven blocks.
 BLOCKS_PER_ACTOR = 4
 
@@ -89,7 +88,7 @@ def run_bench_ray(
 
     Args:
         engines: Engine folders.
-        settings: What to run (as for `vsslrt.bench.run_bench`).
+        settings: What to run (as for `vsslrt.pipeline.bench.run_bench`).
         out: The run folder (written by the driver only).
         address: A Ray cluster address ("auto", "HOST:6379", "ray://HOST:10001"); None or "local"
             starts a local instance, or uses the one this process is already connected to.
@@ -168,7 +167,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
 def ray_identity(folder: Path, settings: BenchSettings, n_samples: int) -> dict[str, Any]:
     """What resuming a Ray run must match: the engine's manifest and every setting that changes the
     numbers (not the data workers or threads, which do not)."""
-    from vsslrt.manifest import sha256_file
+    from vsslrt.files import sha256_file
 
     chosen = {k: v for k, v in asdict(settings).items() if k not in ("workers", "threads")}
     chosen["data_dir"] = str(Path(settings.data_dir).resolve())
@@ -180,7 +179,7 @@ def ray_identity(folder: Path, settings: BenchSettings, n_samples: int) -> dict[
 
 
 def save_block(log: Any, shard: ShardResult) -> None:
-    """Append one finished block to the engine's part log (`vsslrt.runstore.PartLog`)."""
+    """Append one finished block to the engine's part log (`vsslrt.pipeline.runstore.PartLog`)."""
     log.append(join_states(shard.states), shard.done,
                {"skipped": shard.skipped, "timings": shard.timings, "backend": shard.backend,
                 "precision": shard.precision, "use_ogl": shard.use_ogl})
@@ -209,7 +208,7 @@ def _run_engine(ray, folder: Path, dataset, indices: list[int], settings: BenchS
                 actors: int | None, cpus_per_actor: int | None, block_size: int | None,
                 progress: Progress | None) -> EngineResult:
     from vsslrt.manifest import Manifest
-    from vsslrt.runstore import PartLog
+    from vsslrt.pipeline.runstore import PartLog
 
     # Verify on the driver first: a wrong folder fails here with one line, before any actor starts.
     manifest = Manifest.read(folder)
@@ -291,7 +290,7 @@ def plan_layout(n_samples: int, batch: int, *, backend: str, resources: dict[str
     """
     gpus = int(resources.get("GPU", 0))
     cpus = max(1, int(resources.get("CPU", 1)))
-    needs_gpu = backend in GPU_BACKENDS
+    needs_gpu = backends.get(backend).needs_gpu  # its actors ask Ray for one GPU each
     if needs_gpu and gpus < 1:
         raise BackendUnavailableError(
             f"ray: expected at least one GPU in the cluster for backend {backend}, got none.",
@@ -372,7 +371,7 @@ class ShardWorker:
     """
 
     def __init__(self, folder: str, settings: BenchSettings) -> None:
-        from vsslrt.bench import EngineSession
+        from vsslrt.pipeline.bench import EngineSession
         from vsslrt.data import load_dataset
 
         # A user error (unreadable file, missing backend on this node) travels back in the output

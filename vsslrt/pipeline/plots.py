@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vsslrt.runstore import atomic_write_bytes
+from vsslrt.files import atomic_write_bytes
 
 _COLOURS = {"pos": "#1f77b4", "silence": "#7f7f7f", "noise": "#d62728", "offscreen": "#ff7f0e"}
 _NEGATIVES = ("silence", "noise", "offscreen")
@@ -96,7 +96,7 @@ def plot_threshold_sweep(curves: Mapping[str, np.ndarray], thresholds: Mapping[s
 
 def plot_comparison(results: list[Any], out: Path) -> None:
     """One bar chart per summary metric, engines side by side, best baseline as a marker."""
-    from vsslrt.bench import summary_rows
+    from vsslrt.pipeline.bench import summary_rows
 
     labels = [row[0] for row in summary_rows(results[0])]
     for label in labels:

@@ -1,4 +1,4 @@
-"""Run folder persistence: atomic writes and resumable per-shard progress.
+"""Run folder persistence: resumable per-shard progress (written through `vsslrt.files`).
 
 A run folder holds, per engine and shard, the evaluator state (host NumPy arrays) and the set of
 finished sample ids. Each checkpoint is written to a temporary file and renamed into place, so a
@@ -9,55 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vsslrt.errors import InputError, ManifestMismatchError
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are as readable as any other output
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+from vsslrt.files import atomic_savez, atomic_write_json, json_default
 
 
 class ShardCheckpoint:
@@ -74,7 +32,7 @@ class ShardCheckpoint:
 
     def __init__(self, directory: Path, identity: dict[str, Any]) -> None:
         self.directory = Path(directory)
-        self.identity = json.loads(json.dumps(identity, default=_json_default))
+        self.identity = json.loads(json.dumps(identity, default=json_default))
         self.path = self.directory / "checkpoint.npz"
 
     def exists(self) -> bool:
@@ -104,7 +62,7 @@ class ShardCheckpoint:
         for reserved in (self._DONE, self._META):
             if reserved in state:
                 raise ValueError(f"state key {reserved!r} is reserved")
-        meta = json.dumps({"identity": self.identity, "extra": extra or {}}, default=_json_default)
+        meta = json.dumps({"identity": self.identity, "extra": extra or {}}, default=json_default)
         arrays = dict(state)
         arrays[self._DONE] = np.array(sorted(done), dtype=np.int64)
         arrays[self._META] = np.array(meta)
@@ -127,7 +85,7 @@ class PartLog:
 
     def __init__(self, directory: Path, identity: dict[str, Any]) -> None:
         self.directory = Path(directory)
-        self.identity = json.loads(json.dumps(identity, default=_json_default))
+        self.identity = json.loads(json.dumps(identity, default=json_default))
         self.identity_path = self.directory / "identity.json"
 
     def exists(self) -> bool:
@@ -163,7 +121,7 @@ class PartLog:
         number = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
         arrays = dict(state)
         arrays[self._DONE] = np.array(sorted(int(i) for i in done), dtype=np.int64)
-        arrays[self._META] = np.array(json.dumps(extra or {}, default=_json_default))
+        arrays[self._META] = np.array(json.dumps(extra or {}, default=json_default))
         path = self.directory / f"part-{number:06d}.npz"
         atomic_savez(path, arrays)
         return path

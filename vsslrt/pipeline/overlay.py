@@ -110,7 +110,7 @@ def write_overlay_png(result: Any, path: str | Path) -> Path:
     """Write a `LocalizationResult`'s overlay as a PNG, atomically; returns the path."""
     from PIL import Image
 
-    from vsslrt.runstore import atomic_write_bytes
+    from vsslrt.files import atomic_write_bytes
 
     caption = (f"sounding {result.score:.3f}" if result.sounding
                else f"not sounding {result.score:.3f}") + f" (detection {result.detection_threshold:.3f})"

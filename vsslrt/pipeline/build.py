@@ -29,14 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from vsslrt.engine import backends
 from vsslrt.errors import EngineBuildError, InputError, ManifestMismatchError
-from vsslrt.manifest import MANIFEST_NAME, Manifest, ParityFigures, describe_failures, sha256_file
+from vsslrt.manifest import MANIFEST_NAME, Manifest, ParityFigures, describe_failures
+from vsslrt.files import sha256_file
 from vsslrt.models import get_model
 
 ENGINE_DIR = "engines"
 BUILD_PRECISIONS = ("fp32", "fp16")
 ROLES = ("visual", "audio", "fused")
-_ORT_PROVIDERS = {"ort": "cpu", "ort-cuda": "cuda", "ort-trt": "tensorrt"}
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def _build_and_record(folder, manifest, chosen, reason, precision, profile, expo
         runners = {e.role: _trt_runner_factory(folder / e.file, e.info["key"], trt, cupy) for e in engines}
     else:
         engines = tuple(EngineRecord(r, manifest.graph(r, precision).file, reused=True) for r in roles)
-        runners = {e.role: _ort_runner_factory(folder / e.file, _ORT_PROVIDERS[chosen], threads) for e in engines}
+        runners = {e.role: _ort_runner_factory(folder / e.file, backends.get(chosen).ort_provider, threads) for e in engines}
 
     batches = _parity_batches(profile, parity_samples)
     parity = check_parity(folder, manifest, runners, precision, batches, seed, threads, label=f"{chosen} {precision}")
@@ -406,7 +407,7 @@ def _record(folder, manifest, backend, reason, precision, profile, engines, pari
             manifest.add_file(folder, e.file)
             manifest.add_file(folder, os.path.relpath(key_path_for(folder / e.file), folder).replace(os.sep, "/"))
     else:
-        section["provider"] = _ORT_PROVIDERS[backend]
+        section["provider"] = backends.get(backend).ort_provider
     manifest.backend = section
     manifest.parity.update(parity)
     manifest.write(folder)

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from vsslrt.errors import InputError
+from vsslrt.models import DEMO_ASSETS, DEMO_MODELS
 
-DEMO_MODELS = ("demo-pos", "demo-san")
 
 
 def demo_engine_dirs() -> list[Path]:
     """The shipped demo engine folders (package data)."""
-    root = Path(__file__).resolve().parent / "assets" / "demo"
-    folders = [root / name for name in DEMO_MODELS]
+    folders = [DEMO_ASSETS / name for name in DEMO_MODELS]
     missing = [str(f) for f in folders if not (f / "manifest.json").is_file()]
     if missing:
         raise InputError(
@@ -45,7 +44,7 @@ def demo_engines(backend: str, *, batch: int, cache: Path | None = None, **build
     ONNX Runtime runs the shipped ONNX graphs as they are. For native TensorRT each shipped folder is
     copied once into the cache (`<cache>/demo-engines/<manifest sha256[:12]>/<name>`, never into the
     installed package) and its engines are built there through the engine cache, with the parity
-    check against ONNX Runtime fp32; later runs reuse them (`vsslrt.build.build_exported_folder`).
+    check against ONNX Runtime fp32; later runs reuse them (`vsslrt.pipeline.build.build_exported_folder`).
 
     Args:
         backend: The resolved backend ("ort", "ort-cuda", "ort-trt" or "trt").
@@ -59,9 +58,9 @@ def demo_engines(backend: str, *, batch: int, cache: Path | None = None, **build
     import shutil
     import tempfile
 
-    from vsslrt.build import build_exported_folder
+    from vsslrt.pipeline.build import build_exported_folder
     from vsslrt.data.synth import cache_root
-    from vsslrt.manifest import sha256_file
+    from vsslrt.files import sha256_file
 
     root = (cache if cache is not None else cache_root().parent) / "demo-engines"
     root.mkdir(parents=True, exist_ok=True)
@@ -88,7 +87,7 @@ def run_default_bench(*, out: Path | None, console: Any, json_output: bool, resu
                       n_records: int | None = None, batch: int = 50, backend: str = "auto") -> list[Any]:
     """Generate (once) the synthetic test split, build the demos' engines for the best available
     backend (or `backend`), and benchmark both demo models side by side."""
-    from vsslrt.bench import BenchSettings
+    from vsslrt.pipeline.bench import BenchSettings
     from vsslrt.cli.commands.bench import print_summary, run_with_progress
     from vsslrt.data.synth import cached_split_dir, ensure_split
 
@@ -134,7 +133,7 @@ def _fresh_run_dir(root: Path, stem: str) -> Path:
 
 def finding(results: list[Any]) -> str:
     """The paper's finding in numbers: how much each model lights up under silence and noise."""
-    from vsslrt.bench import headline_threshold
+    from vsslrt.pipeline.bench import headline_threshold
 
     lines = ["", "What this shows (fixed protocol, each model at its own universal threshold):"]
     for r in results:
