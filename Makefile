@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 bench: setup
 	$(BIN)/vsslrt bench
 
+# The layout's import rules first (seconds), then the CPU suite.
 test: setup
+	$(BIN)/python scripts/lint_layout.py
 	$(BIN)/python -m pytest -m "not gpu and not trt and not cupy" tests
 
 # Speed and memory targets, reported as ratios against a baseline measured in the same run.

@@ -8,7 +8,7 @@ K = ``MapHead.num_maps``. The map of the published models is
 (protocol.md section 4; scale/offset put EZ-VSL-style (cos + 1) / 2 maps on [0, 1]). It is formed
 here rather than in the graph so that one visual pass serves every audio condition (positive,
 silence, noise, offscreen): ``similarity_maps_multi`` contracts one visual batch with M audio
-batches in a single batched matrix product.
+batches, one batched matrix product per condition.
 
 The code uses only the array API (through ``array_api_compat``), so it runs unchanged on NumPy and
 CuPy arrays and returns arrays of the input's kind on the input's device. It never imports torch.
@@ -75,8 +75,9 @@ def similarity_maps(visual: Array, audio: Array, head: MapHead) -> Array:
 def similarity_maps_multi(visual: Array, audios: Sequence[Array] | Array, head: MapHead) -> Array:
     """Maps of one visual batch against M audio batches, in one batched contraction.
 
-    This is ``einsum('nkchw,mnkc->mnhw')`` written as a batched matrix product: for each image n,
-    the (M, K*C) matrix of its audio embeddings times its (K*C, h*w) visual features.
+    This is ``einsum('nkchw,mnkc->mnhw')`` written as batched matrix products: for each condition m
+    and image n, the (1, K*C) row of its audio embedding times the image's (K*C, h*w) visual
+    features, so the maps are the same however the conditions and images are batched.
 
     Args:
         visual: (N, K, C, h, w) L2-normalised visual embeddings.
@@ -109,7 +110,11 @@ def similarity_maps_multi(visual: Array, audios: Sequence[Array] | Array, head: 
     m = int(stacked.shape[1])
     vis = xp.reshape(_as_float32(xp, visual), (n, k * c, h * w))
     aud = xp.reshape(stacked, (n, m, k * c))
-    dots = xp.matmul(aud, vis)  # (N, M, h*w): sum over k and c at once
+    # One product per condition, (N, 1, K*C) x (N, K*C, h*w): a condition's map must not depend on
+    # which other conditions are formed with it, and BLAS picks a different kernel (and summation
+    # order) for each number of rows M, which moves the last float32 digit and flips pixels at a
+    # threshold. Per row the product is the same whatever M and N are.
+    dots = xp.stack([xp.matmul(aud[:, i : i + 1, :], vis)[:, 0, :] for i in range(m)], axis=0)  # (M, N, h*w)
     # mean over k folded into the scale: one multiply-add on the small output.
     maps = dots * (head.scale / k) + head.offset
-    return xp.permute_dims(xp.reshape(maps, (n, m, h, w)), (1, 0, 2, 3))
+    return xp.reshape(maps, (m, n, h, w))
