@@ -24,7 +24,8 @@ import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from tiny_engine import make_tiny_engine
-from vsslrt.pipeline.bench import BenchSettings, run_bench
+from vsslrt.pipeline.bench import run_bench
+from vsslrt.pipeline.results import BenchSettings
 data, work = Path(sys.argv[1]), Path(sys.argv[2])
 engine = make_tiny_engine(work / "engine", frontend="demo")
 start = time.perf_counter()

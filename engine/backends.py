@@ -33,6 +33,7 @@ class Backend:
         builds_engines: `vsslrt build` compiles engine files for it (TensorRT plans); the others run
             the exported ONNX graphs as they are.
         auto_rank: Preference of `--backend auto` (lower first); None: never picked automatically.
+        precisions: The graph precisions it runs (int8: the QDQ graphs of `vsslrt.export.quantize`).
     """
 
     name: str
@@ -42,6 +43,7 @@ class Backend:
     extra: str
     builds_engines: bool = False
     auto_rank: int | None = None
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
 
     @property
     def ort_provider_name(self) -> str | None:
@@ -49,15 +51,22 @@ class Backend:
         return None if self.ort_provider is None else _ORT_PROVIDER_NAMES[self.ort_provider]
 
     def make_runner(self, path: str | os.PathLike[str], *, threads: int | None = None,
-                    expected_key: Mapping[str, Any] | None = None) -> Any:
-        """A runner (not yet activated) for one graph or engine file of this backend."""
+                    expected_key: Mapping[str, Any] | None = None, expected_sha256: str | None = None,
+                    allow_host_code: bool = False) -> Any:
+        """A runner (not yet activated) for one graph or engine file of this backend (`expected_sha256`
+        and `allow_host_code`: see `TrtRunner`)."""
         if self.ort_provider is not None:
             from vsslrt.engine.ort_runner import OrtRunner  # onnxruntime stays unimported until a runner is made
 
             return OrtRunner(path, provider=self.ort_provider, intra_op_num_threads=threads)
+        if self.name == "torch":
+            from vsslrt.engine.torch_runner import TorchRunner  # torch stays unimported until a runner is made
+
+            # `path` is the ONNX graph: the program beside it runs, the graph is the parity reference.
+            return TorchRunner.beside(path, threads=threads)
         from vsslrt.engine.trt_runner import TrtRunner  # tensorrt/cupy stay unimported until a runner is made
 
-        return TrtRunner(path, expected_key=expected_key)
+        return TrtRunner(path, expected_key=expected_key, expected_sha256=expected_sha256, allow_host_code=allow_host_code)
 
 
 _ORT_PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -73,6 +82,8 @@ BACKENDS: dict[str, Backend] = {
                 needs_gpu=True, extra="gpu", auto_rank=1),
         Backend("ort-trt", "ONNX Runtime's TensorRT provider (never picked by auto: native trt is faster)",
                 ort_provider="tensorrt", needs_gpu=True, extra="gpu"),
+        Backend("torch", "the exported PyTorch programs (.pt2) on CUDA or the CPU, for GPUs without TensorRT or "
+                "onnxruntime-gpu", ort_provider=None, needs_gpu=False, extra="export", precisions=("fp32",)),
     )
 }
 

@@ -19,26 +19,12 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from vsslrt.errors import InputError, VsslrtInternalError
-
-DYNAMIC = -1
-"""The value `input_specs()` uses for a dimension that is only known at run time."""
-
-
-class TensorSpec(NamedTuple):
-    """The dtype and shape a runner accepts for one input; -1 marks a dynamic dimension."""
-
-    dtype: np.dtype
-    shape: tuple[int, ...]
-
-    def describe(self) -> str:
-        names = ("N" if i == 0 else "?" for i in range(len(self.shape)))
-        dims = ", ".join(n if d == DYNAMIC else str(d) for n, d in zip(names, self.shape))
-        return f"{np.dtype(self.dtype).name} ({dims})"
+from vsslrt.tensorspec import TensorSpec
 
 
 def array_kind(array: Any) -> str:
@@ -115,7 +101,7 @@ class Runner(abc.ABC):
     # -- inference -----------------------------------------------------------------------
 
     def input_specs(self) -> dict[str, TensorSpec]:
-        """The inputs this runner accepts: name -> (dtype, shape with -1 for dynamic dims)."""
+        """The inputs this runner accepts: name -> `TensorSpec` (a name such as "batch" for each run-time dim)."""
         self._require_active("input_specs")
         assert self._specs is not None
         return dict(self._specs)
@@ -204,7 +190,7 @@ def check_feeds(feeds: Mapping[str, Any], specs: Mapping[str, TensorSpec], *, su
     """Validate a feed dict against input specs; raise InputError naming the first problem.
 
     Checks, in order: missing and unexpected names (reported together), then per input its
-    dtype, rank and every fixed (non -1) dimension.
+    dtype, rank and every fixed dimension (run-time dimensions take any size).
     """
     missing = sorted(set(specs) - set(feeds))
     extra = sorted(set(feeds) - set(specs))
@@ -229,7 +215,7 @@ def check_feeds(feeds: Mapping[str, Any], specs: Mapping[str, TensorSpec], *, su
             )
         shape = tuple(int(d) for d in array.shape)
         mismatch = len(shape) != len(spec.shape) or any(
-            want != DYNAMIC and want != got for want, got in zip(spec.shape, shape)
+            spec.fixed(axis) and want != got for axis, (want, got) in enumerate(zip(spec.shape, shape))
         )
         if mismatch:
             raise InputError(

@@ -29,9 +29,10 @@ from typing import Any, NamedTuple
 
 from vsslrt.errors import InputError, ManifestMismatchError
 from vsslrt.files import atomic_write_bytes, atomic_write_text, sha256_file
+from vsslrt.manifest import onnx_external_data
 
 KEY_SCHEMA = 1
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")  # int8: explicit quantization, Q/DQ nodes in the ONNX
 
 
 @dataclass(frozen=True)
@@ -144,21 +145,10 @@ def onnx_sha256(path: str | os.PathLike[str]) -> str:
     Weights exported to a side file (model.onnx.data) change the engine as much as the graph
     does, so both are hashed, in a fixed order, each prefixed by its relative name.
     """
-    import onnx
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: expected an ONNX file, got a path that does not exist.")
-    model = onnx.load(str(path), load_external_data=False)
-    locations = sorted(
-        {
-            entry.value
-            for tensor in _all_tensors(model.graph)
-            if tensor.data_location == onnx.TensorProto.EXTERNAL
-            for entry in tensor.external_data
-            if entry.key == "location"
-        }
-    )
+    locations = onnx_external_data(path)
     digest = hashlib.sha256()
     for name, file in [(path.name, path)] + [(loc, path.parent / loc) for loc in locations]:
         if not file.is_file():
@@ -168,18 +158,6 @@ def onnx_sha256(path: str | os.PathLike[str]) -> str:
             )
         digest.update(name.encode() + b"\0" + sha256_file(file).encode())
     return digest.hexdigest()
-
-
-def _all_tensors(graph: Any):
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            if attr.HasField("g"):
-                yield from _all_tensors(attr.g)
-            for sub in attr.graphs:
-                yield from _all_tensors(sub)
 
 
 # -- the cache -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vsslrt.engine.base import DYNAMIC, Runner, TensorSpec
+from vsslrt.engine.base import Runner, TensorSpec
 from vsslrt.errors import BackendUnavailableError, InputError, missing_extra
 
 CPU = "CPUExecutionProvider"
@@ -168,8 +168,7 @@ class OrtRunner(Runner):
         for node in self.session.get_inputs():
             if node.type not in _ORT_TYPES:
                 raise InputError(f"{self.model_path}: expected input '{node.name}' to be a numeric tensor, got {node.type}.")
-            shape = tuple(d if isinstance(d, int) and d >= 0 else DYNAMIC for d in node.shape)
-            specs[node.name] = TensorSpec(np.dtype(_ORT_TYPES[node.type]), shape)
+            specs[node.name] = TensorSpec.from_runtime(_ORT_TYPES[node.type], node.shape)
         return specs
 
     # -- inference -----------------------------------------------------------------------

@@ -285,6 +285,8 @@ def _why_not(backend: str, caps: Capabilities) -> BackendUnavailableError | None
                 hint="run `vsslrt doctor` for details",
             )
         return None
+    if backend == "torch":  # its device (CUDA or the CPU) is chosen when the runner loads
+        return None if is_installed("torch") else missing_extra("torch", "export", "run the torch backend")
     if caps.onnxruntime_version is None:
         extra = "cpu" if backend == "ort" else "gpu"
         return missing_extra("onnxruntime", extra, f"run the {backend} backend")

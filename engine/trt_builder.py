@@ -146,7 +146,8 @@ class BuildResult:
 
 
 def onnx_precision(onnx_path: str | os.PathLike[str]) -> str:
-    """"fp16" when the graph computes in float16 (fp16 weights, values or casts), else "fp32"."""
+    """"int8" when the graph holds Q/DQ nodes (explicit quantization), "fp16" when it computes in float16
+    (fp16 weights, values or casts), else "fp32"."""
     import onnx
 
     try:
@@ -158,6 +159,8 @@ def onnx_precision(onnx_path: str | os.PathLike[str]) -> str:
         ) from exc
     half = onnx.TensorProto.FLOAT16
     graph = model.graph
+    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node):
+        return "int8"
     if any(t.data_type == half for t in graph.initializer):
         return "fp16"
     values = list(graph.input) + list(graph.output) + list(graph.value_info)
@@ -263,7 +266,7 @@ def build_serialized_engine(
     )
 
 
-def _batch_profile_shapes(network: Any, profile: BatchProfile, onnx_path: Path) -> dict[str, Any]:
+def _batch_profile_shapes(network: Any, batch: BatchProfile, onnx_path: Path) -> dict[str, Any]:
     shapes = {}
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
@@ -274,7 +277,7 @@ def _batch_profile_shapes(network: Any, profile: BatchProfile, onnx_path: Path) 
                 f"other dimensions, got shape {shape}.",
                 hint="export with a dynamic batch axis only (vsslrt build does this)",
             )
-        shapes[tensor.name] = profile.shapes(shape)
+        shapes[tensor.name] = batch.shapes(shape)
     return shapes
 
 

@@ -2,10 +2,17 @@
 
 Design (engine-notes §1.3, §1.4, §1.6):
 
+* The plan is read once; those bytes are hashed and compared with the sha256 the engine folder's
+  manifest lists (or, for a plan used alone, the one its key file records), and only those same
+  bytes are deserialized, so a plan swapped after the check is never loaded.
 * The engine's key file (written by the engine cache) is checked against this machine before
   the plan is deserialized; a plan built for another TensorRT, GPU or driver is refused with
   ManifestMismatchError naming what changed. Plans are executable artifacts, so an unkeyed plan
   is refused too unless the caller opts out.
+* TensorRT runs host code embedded in a plan (the lean runtime of a version-compatible plan,
+  plugin libraries serialized into it) only when `runtime.engine_host_code_allowed` is set. The
+  runner sets it to False explicitly, so such plans fail to deserialize, unless the caller passes
+  `allow_host_code=True` (the CLI has no such switch: it never runs them). vsslrt never builds such plans.
 * One execution context and one non-default CuPy stream per runner (TensorRT warns that the
   default stream adds device-wide synchronisation).
 * Every input and output gets one device buffer sized for the profile's maximum batch, allocated
@@ -18,6 +25,7 @@ Design (engine-notes §1.3, §1.4, §1.6):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -26,8 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from vsslrt.engine.base import DYNAMIC, Runner, TensorSpec
-from vsslrt.files import sha256_file
+from vsslrt.engine.base import Runner, TensorSpec
 from vsslrt.engine.cache import ENVIRONMENT_FIELDS, EngineKey, describe, diff, read_key
 from vsslrt.engine.trt_common import create_runtime, load_cupy, load_tensorrt, make_logger
 from vsslrt.errors import InputError, ManifestMismatchError, VsslrtError
@@ -42,6 +49,11 @@ class TrtRunner(Runner):
             folder's manifest). Defaults to the key file written beside the plan.
         cuda_graphs: Capture one CUDA graph per batch size and replay it. Defaults to False.
         allow_unverified: Run a plan that has no key file. Defaults to False.
+        expected_sha256: The plan's sha256 as the engine folder's manifest lists it; the plan is
+            loaded only when its bytes match. Defaults to the sha256 in the key file.
+        allow_host_code: Let TensorRT run host code embedded in the plan (version-compatible /
+            lean-runtime plans, serialized plugins). Only for plans from a trusted source.
+            Defaults to False.
         trt: The tensorrt module. Defaults to importing it.
         cupy: The cupy module. Defaults to importing it.
         name: Name used in messages. Defaults to the file name.
@@ -58,6 +70,8 @@ class TrtRunner(Runner):
         expected_key: EngineKey | Mapping[str, Any] | None = None,
         cuda_graphs: bool = False,
         allow_unverified: bool = False,
+        expected_sha256: str | None = None,
+        allow_host_code: bool = False,
         trt: Any = None,
         cupy: Any = None,
         name: str | None = None,
@@ -67,6 +81,8 @@ class TrtRunner(Runner):
         self.expected_key = expected_key
         self.cuda_graphs = cuda_graphs
         self.allow_unverified = allow_unverified
+        self.expected_sha256 = expected_sha256
+        self.allow_host_code = allow_host_code
         self._trt_module = trt
         self._cupy_module = cupy
         self.graph_failures: dict[tuple, str] = {}
@@ -91,13 +107,24 @@ class TrtRunner(Runner):
                 f"{self.engine_path}: expected a TensorRT engine file, got a path that does not exist.",
                 hint="build it with `vsslrt build --backend trt`",
             )
-        self._verify_key(trt, cupy)
+        plan = self.engine_path.read_bytes()  # hashed and deserialized from this one read
+        self._verify_plan(plan)
+        self._verify_key(trt, cupy, plan)
         runtime = create_runtime(trt, make_logger(trt))
-        engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        # TensorRT's default is False too; set it anyway, so the choice is ours and visible.
+        runtime.engine_host_code_allowed = bool(self.allow_host_code)
+        engine = runtime.deserialize_cuda_engine(plan)
         if engine is None:
             raise ManifestMismatchError(
-                f"{self.engine_path}: expected TensorRT {trt.__version__} to deserialize the engine, got None.",
-                hint="rebuild the engine with `vsslrt build` on this machine",
+                f"{self.engine_path}: expected TensorRT {trt.__version__} to deserialize the engine, got None "
+                "(see TensorRT's log above).",
+                hint="rebuild the engine with `vsslrt build` on this machine"
+                + (
+                    ""
+                    if self.allow_host_code
+                    else "; a version-compatible plan or one with serialized plugins runs host code and "
+                    "loads only with allow_host_code=True (Python API; docs/engines.md), for plans you trust"
+                ),
             )
         # The runtime must outlive the engine it deserialized.
         self._trt, self._cupy, self._runtime, self._engine = trt, cupy, runtime, engine
@@ -105,7 +132,19 @@ class TrtRunner(Runner):
         self._context = engine.create_execution_context()
         self._allocate()
 
-    def _verify_key(self, trt: Any, cupy: Any) -> None:
+    def _verify_plan(self, plan: bytes) -> None:
+        """Refuse plan bytes whose sha256 differs from the one the manifest lists."""
+        if self.expected_sha256 is None:
+            return
+        got = hashlib.sha256(plan).hexdigest()
+        if got != self.expected_sha256:
+            raise ManifestMismatchError(
+                f"{self.engine_path}: expected sha256 {self.expected_sha256[:12]}... as listed in the engine "
+                f"folder's manifest, got a different plan (sha256 {got[:12]}...).",
+                hint="the plan was changed after it was built; rebuild it with `vsslrt build`",
+            )
+
+    def _verify_key(self, trt: Any, cupy: Any, plan: bytes) -> None:
         """Refuse a plan whose key does not match this machine (what changed is in the message)."""
         if self.expected_key is not None:
             expected = self.expected_key if isinstance(self.expected_key, EngineKey) else EngineKey.from_dict(self.expected_key)
@@ -116,7 +155,8 @@ class TrtRunner(Runner):
                 if self.allow_unverified:
                     return
                 raise
-            if plan_hash and sha256_file(self.engine_path) != plan_hash:
+            # A key file without the plan's sha256 is not one the engine cache wrote: refuse it too.
+            if self.expected_sha256 is None and hashlib.sha256(plan).hexdigest() != plan_hash:
                 raise ManifestMismatchError(
                     f"{self.engine_path}: expected the plan to match the sha256 recorded at build time, got different bytes.",
                     hint="the file was modified or damaged; rebuild it with `vsslrt build`",
@@ -141,7 +181,7 @@ class TrtRunner(Runner):
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
             shape = tuple(int(d) for d in engine.get_tensor_shape(name))
             lo, _opt, hi = (tuple(int(d) for d in s) for s in engine.get_tensor_profile_shape(name, 0))
-            self._inputs[name] = TensorSpec(dtype, tuple(DYNAMIC if d < 0 else d for d in shape))
+            self._inputs[name] = TensorSpec.from_runtime(dtype, shape)
             self._profiles[name] = (lo, hi)
             context.set_input_shape(name, hi)
             self._buffers[name] = cupy.empty(hi, dtype=dtype)

@@ -20,6 +20,7 @@ _EXPORTS = {
     "upsample": "vsslrt.eval.interp",
     "weight_matrix": "vsslrt.eval.interp",
     "auroc": "vsslrt.eval.calibration",
+    "f_score": "vsslrt.eval._stats",
     "candidate_grid": "vsslrt.eval.calibration",
     "quantile": "vsslrt.eval.calibration",
     "max_value_distributions": "vsslrt.eval.calibration",
@@ -33,6 +34,8 @@ _EXPORTS = {
     "write_markdown": "vsslrt.eval.report",
     "format_markdown": "vsslrt.eval.report",
     "summary_table": "vsslrt.eval.report",
+    "summary_rows": "vsslrt.eval.report",
+    "headline_threshold": "vsslrt.eval.report",
 }
 
 __all__ = sorted(_EXPORTS)

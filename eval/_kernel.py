@@ -11,10 +11,12 @@ are compared with it into one (B, 4, T, N) mask (bit-packed on NumPy); the masks
 intersected with the GT and intersected pairwise (the six map pairs) with a handful of array
 operations, without looping over samples, pixels or the threshold grid in Python.
 
-Numerical conventions (shared with the reference code, which works on float32 maps): maps are
-upsampled in float64 and rounded once to the working dtype (float32 for float32 inputs); every
-threshold is cast to the working dtype before the strict comparison `value > t`; OGL mixtures and
-min-max normalisation run in the working dtype; IoU, pIA and everything after are float64.
+Numerical conventions (shared with the reference code, which works on float32 maps): in fixed mode
+maps are upsampled in float64 and rounded once to the working dtype (float32 for float32 inputs); in
+paper mode float32 maps are upsampled with the reference's own float32 arithmetic
+(`interp.upsample_reference`), so that they binarise as the reference's do; every threshold is cast
+to the working dtype before the strict comparison `value > t`; OGL mixtures and min-max
+normalisation run in the working dtype; IoU, pIA and everything after are float64.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 from vsslrt.eval import _xp
 from vsslrt.eval.config import N_PIXELS, EvalConfig
-from vsslrt.eval.interp import upsample
+from vsslrt.eval.interp import upsample, upsample_reference
 from vsslrt.eval.keys import CONDITIONS, NEGATIVES, PAIRS
 
 OGL_MAP_WEIGHT = 0.4
@@ -37,7 +39,7 @@ def working_dtype(arrays: list[Any], *, xp: Any) -> Any:
 
 
 def batch_scalars(
-    raw: Mapping[str, Any], gt: Any, obj: Any, config: EvalConfig, *, xp: Any
+    raw: Mapping[str, Any], gt: Any, obj: Any, config: EvalConfig, *, xp: Any, gt_full: Any = None
 ) -> dict[str, Any]:
     """All per-sample scalars of one chunk.
 
@@ -46,6 +48,8 @@ def batch_scalars(
         gt: (B, 224, 224) ground truth (bool or 0/1).
         obj: (B, h', w') raw object maps or None.
         config: what to measure.
+        gt_full: for consensus-weighted GT (Flickr, C1), the (B, 224, 224) pixels of weight 1; the
+            other `gt` pixels weigh 0.5 in every IoU. None: `gt` is binary.
         xp: the array namespace.
 
     Returns:
@@ -61,11 +65,13 @@ def batch_scalars(
         ground = ground != 0
     ground_mask = _xp.as_mask(ground, xp=xp)  # (B, 1, ...)
     g = _xp.count_true(ground_mask, xp=xp)[:, 0]
+    full_mask = None if gt_full is None else _xp.as_mask(xp.reshape(gt_full, (b, N_PIXELS)), xp=xp)
 
     out: dict[str, Any] = {"gt_pixels": g}
-    up = {"pos": upsample(raw["pos"], config.interp, xp=xp, dtype=dtype, out_tag="up:pos")}
+    resample = _resampler(config, dtype, xp)
+    up = {"pos": resample(raw["pos"], config.interp, "up:pos")}
     for neg in NEGATIVES:
-        up[neg] = upsample(raw[neg], config.negative_interp, xp=xp, dtype=dtype, out_tag=f"up:{neg}")
+        up[neg] = resample(raw[neg], config.negative_interp, f"up:{neg}")
 
     columns = config.columns
     flat = {c: xp.reshape(raw[c], (b, -1)) for c in CONDITIONS}
@@ -80,6 +86,7 @@ def batch_scalars(
             dtype,
             xp,
             raw_rows=flat,
+            full_mask=full_mask,
         )
     )
 
@@ -88,17 +95,30 @@ def batch_scalars(
         out["obj_range"] = xp.stack(
             [xp.astype(xp.max(obj_flat, axis=1), xp.float64), xp.astype(xp.min(obj_flat, axis=1), xp.float64)], axis=1
         )
-        q = upsample(obj, config.interp, xp=xp, dtype=dtype, out_tag="up:obj")
+        q = resample(obj, config.interp, "up:obj")
         mixed = _ogl_maps(up, q, config.protocol, dtype, xp)
         ogl_columns = config.ogl_columns
         family = _family(
-            mixed, ground_mask, g, ogl_columns, config.ogl_pair_columns, config.constant_values(ogl_columns), dtype, xp
+            mixed, ground_mask, g, ogl_columns, config.ogl_pair_columns, config.constant_values(ogl_columns), dtype, xp,
+            full_mask=full_mask,
         )
         out.update({f"{name}_ogl": value for name, value in family.items()})
 
     if config.sweep is not None:
-        out.update(_sweep(up, ground, g, config.sweep, dtype, xp))
+        full = None if gt_full is None else xp.reshape(gt_full, (b, N_PIXELS))
+        out.update(_sweep(up, ground, g, config.sweep, dtype, xp, full=full))
     return out
+
+
+def _resampler(config: EvalConfig, dtype: Any, xp: Any):
+    """maps, interp, buffer tag -> (B, N) upsampled rows in `dtype`.
+
+    paper mode on float32 maps: the reference's float32 arithmetic (Q10 kept, its rounding too);
+    otherwise (fixed mode, float64 maps) the float64 weights rounded once.
+    """
+    if config.protocol == "paper" and dtype == xp.float32:
+        return lambda maps, interp, tag: upsample_reference(maps, interp, xp=xp, out_tag=tag)
+    return lambda maps, interp, tag: upsample(maps, interp, xp=xp, dtype=dtype, out_tag=tag)
 
 
 def _ogl_maps(up: Mapping[str, Any], q: Any, protocol: str, dtype: Any, xp: Any) -> dict[str, Any]:
@@ -175,6 +195,7 @@ def _family(
     dtype: Any,
     xp: Any,
     raw_rows: Mapping[str, Any] | None = None,
+    full_mask: Any = None,
 ) -> dict[str, Any]:
     """IoU, pIA and pair IoU of one family (WOGL or OGL) of upsampled maps (B, N).
 
@@ -226,7 +247,14 @@ def _family(
     inter = _xp.count_both(masks[:, 0], ground_mask, xp=xp)  # pos & GT, (B, T)
     den = g[:, None] + counts[:, 0] - inter
     nan = xp.full(den.shape, float("nan"), dtype=xp.float64, device=dev)
-    iou = xp.where(den == 0, nan, _ratio(inter, den, xp))
+    if full_mask is None:
+        iou = xp.where(den == 0, nan, _ratio(inter, den, xp))
+    else:  # consensus weights (C1): sum(B*G) / (sum(G) + |B outside G|), G = 1 on full, 0.5 elsewhere
+        inter_full = _xp.count_both(masks[:, 0], full_mask, xp=xp)
+        g_full = _xp.count_true(full_mask, xp=xp)[:, 0]
+        num = 0.5 * xp.astype(inter + inter_full, xp.float64)  # halves of integers: exact
+        den_w = 0.5 * xp.astype(g[:, None] + g_full[:, None], xp.float64) + xp.astype(counts[:, 0] - inter, xp.float64)
+        iou = xp.where(den_w == 0, nan, num / xp.where(den_w == 0, xp.ones_like(den_w), den_w))
     pia = xp.astype(counts[:, 1:], xp.float64) / N_PIXELS  # (B, 3, T): silence, noise, offscreen
 
     start, stop = pair_range
@@ -259,7 +287,7 @@ _PAIR_B = tuple(CONDITIONS.index(b) for _, b in PAIRS)
 
 
 def _sweep(
-    maps: Mapping[str, Any], ground: Any, g: Any, grid: tuple[float, ...], dtype: Any, xp: Any
+    maps: Mapping[str, Any], ground: Any, g: Any, grid: tuple[float, ...], dtype: Any, xp: Any, full: Any = None
 ) -> dict[str, Any]:
     """Positive IoU and negative pIA at every candidate threshold (WOGL maps).
 
@@ -275,6 +303,12 @@ def _sweep(
     inside = _xp.count_greater_sorted(xp.sort(xp.where(ground, pos, neg_inf), axis=1), t, xp=xp)
     den = g[:, None] + above - inside
     iou = xp.where(den == 0, xp.zeros(den.shape, dtype=xp.float64, device=dev), _ratio(inside, den, xp))
+    if full is not None:  # consensus weights, as in `_family`
+        inside_full = _xp.count_greater_sorted(xp.sort(xp.where(full, pos, neg_inf), axis=1), t, xp=xp)
+        g_full = xp.astype(xp.count_nonzero(full, axis=1), xp.int64)
+        num = 0.5 * xp.astype(inside + inside_full, xp.float64)
+        den_w = 0.5 * xp.astype(g[:, None] + g_full[:, None], xp.float64) + xp.astype(above - inside, xp.float64)
+        iou = xp.where(den_w == 0, xp.zeros_like(den_w), num / xp.where(den_w == 0, xp.ones_like(den_w), den_w))
     iou = xp.where(g[:, None] == 0, xp.zeros_like(iou), iou)
     pia = xp.stack(
         [

@@ -11,6 +11,9 @@ explicit, recorded rule. Three rules, each returning a `Threshold` (value + prov
 - `threshold_balanced_accuracy`: the threshold on map maxima that best separates "sounding"
   (positive audio) from "not sounding" (silence, noise, offscreen) by balanced accuracy.
 
+`fit_threshold` applies a rule by name (`RULES`), the one dispatch `vsslrt calibrate` and a
+benchmark run's calibration candidates (`fit_candidates`, `RUN_CANDIDATES`) share.
+
 Sweep design: the F rule needs every sample's positive IoU and negative pIA at each candidate
 threshold, which per-sample maxima cannot give. The `Evaluator` therefore takes a fixed candidate
 grid (`Evaluator(..., sweep=grid)`) and keeps, per sample, the IoU and pIAs at every grid point
@@ -32,12 +35,24 @@ from vsslrt.eval.keys import CONDITIONS, NEGATIVES
 from vsslrt.models import Threshold
 
 DISTRIBUTIONS = CONDITIONS + ("negatives",)
+RULES = ("max_f", "balanced_accuracy", "quantile")
+#: The calibration candidates every benchmark run fits and reports: name -> (rule, parameters).
+RUN_CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
+    "max_f": ("max_f", {}),
+    "balanced_accuracy": ("balanced_accuracy", {}),
+    "pos_q3": ("quantile", {"distribution": "pos", "q": 0.75, "factor": 1.0}),
+    "pos_median_x1.1": ("quantile", {"distribution": "pos", "q": 0.5, "factor": 1.1}),
+}
 
 __all__ = [
     "DISTRIBUTIONS",
+    "RULES",
+    "RUN_CANDIDATES",
     "Threshold",
     "auroc",
     "candidate_grid",
+    "fit_candidates",
+    "fit_threshold",
     "max_value_distributions",
     "max_value_summary",
     "quantile",
@@ -227,3 +242,46 @@ def threshold_max_f(evaluator: Any) -> Threshold:
             f"n={evaluator.per_sample()['sample_id'].shape[0]})"
         ),
     )
+
+
+def fit_threshold(source: Any, rule: str = "max_f", *, distribution: str = "pos", q: float = 0.75,
+                  factor: float = 1.0, negatives: Sequence[str] = NEGATIVES) -> Threshold:
+    """The threshold of a rule named in `RULES`.
+
+    Args:
+        source: an `Evaluator` (`max_f` needs one built with a sweep), or for the rules on map
+            maxima a mapping of maxima (see `max_value_distributions`).
+        rule: "max_f" (`threshold_max_f`), "balanced_accuracy" (`threshold_balanced_accuracy`) or
+            "quantile" (`threshold_from_quantile`).
+        distribution, q, factor: the quantile rule's parameters.
+        negatives: the balanced-accuracy rule's negative conditions. Defaults to all three.
+
+    Raises:
+        InputError: an unknown rule, bad parameters, or a rule undefined on these samples.
+    """
+    if rule == "max_f":
+        return threshold_max_f(source)
+    if rule == "balanced_accuracy":
+        return threshold_balanced_accuracy(source, negatives)
+    if rule == "quantile":
+        return threshold_from_quantile(source, distribution, q, factor)
+    raise InputError(f"threshold rule: expected one of {', '.join(RULES)}, got {rule!r}.")
+
+
+def fit_candidates(
+    source: Any, candidates: Mapping[str, tuple[str, Mapping[str, Any]]] = RUN_CANDIDATES
+) -> dict[str, dict[str, Any]]:
+    """Each candidate rule's threshold as {"value", "provenance"}, by candidate name.
+
+    A rule that is undefined on these samples (e.g. F is NaN at every candidate) gets value None
+    and a provenance saying why, so one undefined rule does not hide the others.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, (rule, params) in candidates.items():
+        try:
+            t = fit_threshold(source, rule, **params)
+        except InputError as exc:
+            out[name] = {"value": None, "provenance": f"undefined: {exc.one_line()}"}
+            continue
+        out[name] = {"value": float(t.value), "provenance": t.provenance}
+    return out

@@ -102,6 +102,14 @@ def _finite_float(value: Any, what: str) -> float:
     return number
 
 
+def check_protocol(protocol: Any, field: str = "protocol",
+                   hint: str | None = "--protocol fixed (default) or --protocol paper") -> str:
+    """The protocol name itself, or InputError naming `field` (an option, or a file and its field)."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"{field}: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}.", hint=hint)
+    return protocol
+
+
 def make_config(
     protocol: str = "fixed",
     thresholds: Mapping[str, float] | None = None,
@@ -125,11 +133,7 @@ def make_config(
     Raises:
         InputError: any setting is out of range; the message names it and the allowed values.
     """
-    if protocol not in PROTOCOLS:
-        raise InputError(
-            f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}.",
-            hint="--protocol fixed (default) or --protocol paper",
-        )
+    check_protocol(protocol)
     if interp not in INTERPOLATIONS:
         raise InputError(f"interp: expected one of {', '.join(INTERPOLATIONS)}, got {interp!r}.")
     fixed_value = _finite_float(fixed, "fixed threshold")

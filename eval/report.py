@@ -3,6 +3,10 @@
 Files are written to a temporary file in the target folder and moved into place with
 `os.replace`, so a reader never sees half a report and an interrupted run leaves the old one.
 JSON has no NaN: non-finite numbers are written as null (and read back as NaN by `read_json`).
+
+The headline summary (which numbers lead a report) is defined here once and shown two ways:
+`summary_table` for `vsslrt metrics` (every threshold) and `summary_rows` for `vsslrt bench` and
+its report.md (the headline threshold, with the margin over the audio-agnostic baselines).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 
 from vsslrt.errors import InputError
 from vsslrt.files import atomic_write_text, to_jsonable
-from vsslrt.eval.keys import NEGATIVES
+from vsslrt.eval.keys import BUILTIN_THRESHOLDS, NEGATIVES
 
 
 def _atomic_write(path: str | os.PathLike, text: str) -> Path:
@@ -63,29 +67,115 @@ def format_value(key: str, value: float) -> str:
     return f"{value:.2f}"
 
 
+# ---------------------------------------------------------------------------------------------
+# The headline summary: which numbers lead a report. One catalogue, two views: `summary_table`
+# (`vsslrt metrics`, every threshold) and `summary_rows` (`vsslrt bench`, one threshold, with the
+# margin over the audio-agnostic baselines).
+
+# fixed protocol, per threshold t: (table column, summary label, key family: key = family@t, higher is better)
+_FIXED_COLUMNS = (
+    ("cIoU", "pos cIoU", "pos/ciou", True),
+    ("mIoU", "pos mIoU", "pos/miou", True),
+    ("AUC", "pos AUC", "pos/auc", True),
+    *((f"pIA {n}", f"{n} pIA", f"{n}/pia", False) for n in NEGATIVES),
+    ("F", "F pos/neg", "f/pos_neg", True),
+    ("F AUC/AOC", "F AUC/AOC", "f_auc_aoc/pos_neg", True),
+)
+# The success rate and AUC lead the summary at each sample's own median threshold (the protocol's
+# localisation figures); the other columns at the headline universal threshold.
+_FIXED_AT_MEDIAN = ("pos/ciou", "pos/auc")
+
+# paper protocol: (reference key, summary label or None when only the table shows it, higher is better)
+_PAPER_HEADLINE = (
+    ("CIoU", "pos cIoU (pooled, Q1)", True), ("AUC", "pos AUC (pooled, Q1)", True),
+    ("CIoU_adap", None, True), ("AUC_adap", None, True),
+    ("CIoU_maxq3", "pos mIoU@maxq3", True), ("AUC_maxq3", None, True),
+    ("pIA_Silence_MaxQ3", "silence pIA@maxq3", False), ("pIA_Noise_MaxQ3", "noise pIA@maxq3", False),
+    ("pIA_OffScreen_MaxQ3", "offscreen pIA@maxq3", False),
+    ("AOC_Silence_MaxQ3", None, True), ("AOC_Noise_MaxQ3", None, True), ("AOC_OffScreen_MaxQ3", None, True),
+    ("F_Pos_Neg", "F pos/neg@maxq3", True), ("F_AUC_AOC_Pos_Neg", "F AUC/AOC@maxq3", True),
+    ("iiou_adap", None, True), ("IAUC_adap", None, True),
+    ("Median_Max_Heatmap", None, False), ("Median_Max_Heatmap_Silence", None, False),
+    ("Median_Max_Heatmap_Noise", None, False), ("Median_Max_Heatmap_Offscreen", None, False),
+)  # fmt: skip
+
+
+def _threshold_names(metrics: Mapping[str, float]) -> list[str]:
+    """The threshold columns of a fixed-protocol result, in key order (none: a paper-protocol result)."""
+    return [k.split("@", 1)[1] for k in metrics if k.startswith("pos/miou@")]
+
+
+def headline_threshold(metrics: Mapping[str, float]) -> str:
+    """The universal threshold the summary leads with: maxq3 when present, else the first universal one."""
+    names = sorted(set(_threshold_names(metrics)))
+    if "maxq3" in names:
+        return "maxq3"
+    universal = [n for n in names if n not in BUILTIN_THRESHOLDS]
+    return universal[0] if universal else "fixed"
+
+
+def headline(metrics: Mapping[str, float]) -> list[tuple[str, str, bool]]:
+    """(label, key, higher is better) of the one-screen summary, in order; keys may be absent.
+
+    Works for both protocols: paper-mode keys are mapped to the same quantities.
+    """
+    if not _threshold_names(metrics):
+        return [(label, key, higher) for key, label, higher in _PAPER_HEADLINE if label is not None]
+    thr = headline_threshold(metrics)
+    at_median = [(f"{label}@median", f"{family}@median", higher)
+                 for _, label, family, higher in _FIXED_COLUMNS if family in _FIXED_AT_MEDIAN]
+    at_thr = [(f"{label}@{thr}", f"{family}@{thr}", higher)
+              for _, label, family, higher in _FIXED_COLUMNS if family not in _FIXED_AT_MEDIAN]
+    separability = [(f"max AUROC pos vs {n}", f"max/auroc/pos_vs_{n}", True) for n in NEGATIVES]
+    return at_median + at_thr + separability
+
+
+def summary_rows(
+    metrics: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]] | None = None
+) -> list[tuple[str, str, str]]:
+    """(label, model value, margin over the best baseline) rows of the one-screen summary.
+
+    Args:
+        metrics: the model's metrics.
+        baselines: each audio-agnostic baseline's metrics, scored like the model's. Defaults to
+            none (empty margins).
+    """
+    out = []
+    for label, key, higher in headline(metrics):
+        if key not in metrics:
+            continue
+        value = metrics[key]
+        bases = [b[key] for b in (baselines or {}).values() if key in b and np.isfinite(b[key])]
+        margin = ""
+        if bases and np.isfinite(value) and not key.startswith("max/"):
+            # Positive margin = the model does better than every baseline (higher, or lower for pIA).
+            best = max(bases) if higher else min(bases)
+            margin = f"{(value - best) if higher else (best - value):+.2f}"
+        out.append((label, format_number(value), margin))
+    return out
+
+
 def summary_table(metrics: Mapping[str, float]) -> tuple[list[str], list[list[str]]]:
     """The headline numbers as (column headers, rows of strings).
 
     fixed mode: one row per threshold (cIoU, mIoU, AUC, pIA per negative, both F-scores).
     paper mode: one row per headline key of the reference.
     """
-    names = [k.split("@", 1)[1] for k in metrics if k.startswith("pos/miou@")]
+    names = _threshold_names(metrics)
     if names:
-        headers = ["threshold", "cIoU", "mIoU", "AUC", *(f"pIA {n}" for n in NEGATIVES), "F", "F AUC/AOC"]
+        headers = ["threshold", *(column for column, _, _, _ in _FIXED_COLUMNS)]
         rows = []
         for t in names:
-            keys = [f"pos/ciou@{t}", f"pos/miou@{t}", f"pos/auc@{t}", *(f"{n}/pia@{t}" for n in NEGATIVES)]
-            keys += [f"f/pos_neg@{t}", f"f_auc_aoc/pos_neg@{t}"]
+            keys = [f"{family}@{t}" for _, _, family, _ in _FIXED_COLUMNS]
             rows.append([t, *(format_value(k, metrics[k]) for k in keys)])
         return headers, rows
-    headline = [
-        "CIoU", "AUC", "CIoU_adap", "AUC_adap", "CIoU_maxq3", "AUC_maxq3",
-        "pIA_Silence_MaxQ3", "pIA_Noise_MaxQ3", "pIA_OffScreen_MaxQ3",
-        "AOC_Silence_MaxQ3", "AOC_Noise_MaxQ3", "AOC_OffScreen_MaxQ3",
-        "F_Pos_Neg", "F_AUC_AOC_Pos_Neg", "iiou_adap", "IAUC_adap",
-        "Median_Max_Heatmap", "Median_Max_Heatmap_Silence", "Median_Max_Heatmap_Noise", "Median_Max_Heatmap_Offscreen",
-    ]  # fmt: skip
-    return ["metric", "value"], [[k, format_value(k, metrics[k])] for k in headline if k in metrics]
+    keys = [key for key, _, _ in _PAPER_HEADLINE]
+    return ["metric", "value"], [[k, format_value(k, metrics[k])] for k in keys if k in metrics]
+
+
+def format_number(value: float) -> str:
+    """Two decimals, "nan" for a missing or non-finite value: the engine summary and the bench report's tables."""
+    return "nan" if value is None or not np.isfinite(value) else f"{value:.2f}"
 
 
 def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:

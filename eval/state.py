@@ -27,6 +27,7 @@ import numpy as np
 from vsslrt.errors import InputError
 from vsslrt.eval import _xp
 from vsslrt.eval._kernel import batch_scalars
+from vsslrt.eval._persample import split_consensus
 from vsslrt.eval._reduce import reduce_metrics
 from vsslrt.eval.config import EvalConfig, make_config
 from vsslrt.eval.keys import CONDITIONS
@@ -122,7 +123,7 @@ class Evaluator:
 
         Args:
             pos, silence, noise, offscreen: raw maps (N, H, W), NumPy or CuPy, real floating.
-            gt: (N, 224, 224) bool ground truth.
+            gt: (N, 224, 224) bool ground truth, or consensus weights 0 / 0.5 / 1 (Flickr, C1).
             obj: raw object-saliency maps (N, H', W') for the OGL metrics; give it for every
                 batch or for none.
             group: (N,) int group ids for the interactive metrics; every batch or none.
@@ -135,6 +136,7 @@ class Evaluator:
         Raises:
             InputError: invalid inputs, inconsistent optional fields, or a sample id seen before.
         """
+        gt, gt_full = split_consensus(gt, source=_source)  # weighted GT -> (any, weight-1) masks
         if self.validate:
             info = validate_maps(
                 pos,
@@ -165,7 +167,7 @@ class Evaluator:
             _refuse_duplicates(self._ids, ids, source=_source)
 
         raw = {"pos": pos, "silence": silence, "noise": noise, "offscreen": offscreen}
-        scalars = self._measure(raw, gt, obj, n, xp)
+        scalars = self._measure(raw, gt, obj, n, xp, gt_full)
         obj_range = scalars.pop("obj_range", None)
         if self.validate:  # the maxima/minima of every map show any NaN or inf
             for i, cond in enumerate(CONDITIONS):
@@ -181,7 +183,7 @@ class Evaluator:
         self._cache = None
         return self
 
-    def _measure(self, raw: dict[str, Any], gt: Any, obj: Any, n: int, xp: Any) -> dict[str, Any]:
+    def _measure(self, raw: dict[str, Any], gt: Any, obj: Any, n: int, xp: Any, gt_full: Any = None) -> dict[str, Any]:
         numpy_inputs = _xp.is_numpy(xp)
         chunk = self.chunk_size or (DEFAULT_CHUNK_NUMPY if numpy_inputs else DEFAULT_CHUNK_CUPY)
         starts = list(range(0, n, chunk))
@@ -193,7 +195,8 @@ class Evaluator:
             # NumPy must not warn about the arithmetic on them. errstate is per thread.
             with np.errstate(all="ignore"):
                 return batch_scalars(
-                    part, gt[start:stop], None if obj is None else obj[start:stop], self.config, xp=xp
+                    part, gt[start:stop], None if obj is None else obj[start:stop], self.config, xp=xp,
+                    gt_full=None if gt_full is None else gt_full[start:stop],
                 )
 
         workers = self.num_workers or min(MAX_DEFAULT_WORKERS, _available_cpus())

@@ -110,7 +110,9 @@ def load_imagenet_resnet18(net: nn.Module, path: str | Path) -> None:
             f"{path}: expected the ImageNet ResNet-18 weights file to exist, got no such file.",
             hint="pass the path of torchvision's resnet18-f37072fd.pth (vsslrt never downloads weights)",
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from vsslrt.export.checkpoints import load_torch_file  # lazy: checkpoints imports the architectures
+
+    state = load_torch_file(path, what="torchvision ImageNet ResNet-18 weights file", trust_hint=None)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     target = net.state_dict()

@@ -76,6 +76,67 @@ def official_checkpoint(name: str, model: nn.Module) -> dict[str, Any]:
     return {spec.checkpoint_key: state, "epoch": 0}
 
 
+def _what_it_is(path: Path) -> str:
+    """What a file that torch cannot read looks like, from its first bytes (for the error message)."""
+    import zipfile  # lazy: only when a file is refused
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError as exc:
+        return f"a file that cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return "an empty file"
+    if head.startswith(b"PK"):
+        return ("a damaged zip archive (cut short or corrupt)" if not zipfile.is_zipfile(path)
+                else "a zip archive that is not a torch checkpoint (or is damaged inside)")
+    if head[:1] == b"\x80":
+        return f"a pickle that is cut short or damaged ({size} bytes)"
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
+        return "an HTML/XML page, not weights (a login or error page saved instead of the file)"
+    if text.startswith((b"version https://git-lfs", b"version ")):
+        return "a Git LFS pointer, not the weights"
+    return f"neither a torch zip nor a pickle ({size} bytes, starting {head[:8]!r})"
+
+
+def load_torch_file(path: str | Path, *, trust: bool = False, what: str = "PyTorch checkpoint",
+                    trust_hint: str | None = "pass --trust-checkpoint to load it with full unpickling") -> Any:
+    """`torch.load` on the CPU with one-line errors that say what the file is.
+
+    Args:
+        path: The file.
+        trust: Allow arbitrary pickled objects (``weights_only=False``).
+        what: What the file should be, for the messages.
+        trust_hint: How to load a file holding other pickled objects when it is trusted (None:
+            no such switch for this file).
+
+    Raises:
+        InputError: Not a torch file (empty, cut short, an HTML page, ...), or a pickle of objects
+            other than tensors and plain values while `trust` is False (loading it could run code).
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            found = re.search(r"(?:Unsupported operand|global) ([\w.]+)", str(exc))
+        if found is not None or "weights_only" in str(exc).lower() or "Weights only load failed" in str(exc):
+            name = found.group(1) if found is not None else "non-tensor"
+            lead = (f"{path}: expected a {what} of tensors and plain values, got a pickle that loads a {name} "
+                    "object; it was refused because unpickling it could run code.")
+            hint = (f"if you trust the file's source, {trust_hint}" if trust_hint
+                    else "use the official file, which holds only tensors")
+            raise InputError(lead, hint=hint) from None
+        raise InputError(f"{path}: expected a {what}, got {_what_it_is(path)}.",
+                         hint="check that the download finished (compare its size or sha256 with the source)") from None
+    except Exception:  # corrupt zip, truncated file, not a torch file at all
+        raise InputError(f"{path}: expected a {what}, got {_what_it_is(path)}.",
+                         hint="check that the download finished (compare its size or sha256 with the source)") from None
+
+
 def read_state_dict(path: str | Path, trust: bool = False) -> tuple[dict[str, torch.Tensor], str | None, bool]:
     """Read a checkpoint file and return (state dict with 'module.' removed, top-level key, stripped).
 
@@ -92,24 +153,7 @@ def read_state_dict(path: str | Path, trust: bool = False) -> tuple[dict[str, to
             f"{path}: expected a checkpoint file, got no such file.",
             hint="pass the official .pth/.pth.tar file, or --random-init to export untrained weights",
         )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        if found is None:
-            raise InputError(
-                f"{path}: expected a PyTorch checkpoint, got an unreadable file (not a pickle or torch zip).",
-                hint="check that the download finished and the file is a .pth/.pth.tar",
-            ) from None
-        raise InputError(
-            f"{path}: expected a checkpoint of tensors and plain values, got a pickled {found.group(1)} object.",
-            hint="if you trust the file, pass --trust-checkpoint to load it with full unpickling",
-        ) from None
-    except Exception as exc:  # corrupt zip, truncated file, not a torch file at all
-        raise InputError(
-            f"{path}: expected a PyTorch checkpoint, got an unreadable file ({type(exc).__name__}: {str(exc)[:160]}).",
-            hint="check that the download finished and the file is a .pth/.pth.tar",
-        ) from None
+    obj = load_torch_file(path, trust=trust)
     top_key = None
     if isinstance(obj, dict) and not _is_state_dict(obj):
         top_key = next((k for k in TOP_LEVEL_KEYS if isinstance(obj.get(k), dict)), None)

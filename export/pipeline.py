@@ -35,6 +35,7 @@ from vsslrt.manifest import (
     ParityFigures,
     describe_failures,
     TensorSpec,
+    external_data_files,
     sha256_file,
 )
 from vsslrt.models import ModelSpec, get_model
@@ -54,6 +55,48 @@ def graph_file(role: str, precision: str) -> str:
     """File name of a graph: ``visual.onnx``, ``visual.fp16.onnx``, ..."""
     base = GRAPH_FILES[role]
     return base if precision == "fp32" else base.replace(".onnx", f".{precision}.onnx")
+
+
+@dataclass(frozen=True)
+class ObjectNetOptions:
+    """The object-saliency options of an export (`--object-net`, `--imagenet-weights`), one definition
+    for `vsslrt export` and `vsslrt build`.
+
+    Attributes:
+        object_net: also export the OGL object-saliency network (``object.onnx``).
+        imagenet_weights: torchvision ImageNet ResNet-18 weights for the object network, and for the
+            visual backbone of a random-init export. Never downloaded.
+    """
+
+    object_net: bool = False
+    imagenet_weights: str | Path | None = None
+
+    def check(self) -> None:
+        """Raises InputError for a weights path that is no file (before minutes of work)."""
+        if self.imagenet_weights is not None and not Path(self.imagenet_weights).is_file():
+            raise InputError(
+                f"{self.imagenet_weights}: expected the torchvision ImageNet ResNet-18 weights file, got a path "
+                "that does not exist.", hint="download resnet18-f37072fd.pth yourself and pass its path")
+
+    def export_kwargs(self) -> dict:
+        """The keyword arguments of `export_model` these options set (none when they are the defaults)."""
+        kwargs: dict = {}
+        if self.object_net:
+            kwargs["object_net"] = True
+        if self.imagenet_weights is not None:
+            kwargs["imagenet_weights"] = self.imagenet_weights
+        return kwargs
+
+    def satisfied_by(self, manifest: Manifest, *, random_init: bool) -> bool:
+        """Whether an existing export already is what these options would export: an object graph when
+        one is asked for, and the same ImageNet weights wherever they are used (the object network; the
+        visual backbone of a random-init export)."""
+        if self.object_net and not any(g.role == "object" for g in manifest.graphs):
+            return False
+        if self.object_net or random_init:
+            wanted = sha256_file(self.imagenet_weights) if self.imagenet_weights is not None else None
+            return manifest.checkpoint.imagenet_weights == wanted
+        return True
 
 
 @dataclass
@@ -114,6 +157,7 @@ def export_model(
         )
     if parity_samples < 2:
         raise InputError(f"parity_samples: expected an integer >= 2, got {parity_samples}.")
+    ObjectNetOptions(object_net, imagenet_weights).check()
     torch = _import_torch()
     _import_onnxruntime()  # fail before minutes of export, not at the parity check
     previous_threads = torch.get_num_threads()
@@ -163,9 +207,12 @@ def _export(spec, out, checkpoint, seed, precision, object_net, imagenet_weights
     if object_model is not None:
         modules["object"] = (object_model, images)
     exported, protos = _export_graphs(modules, out, precisions, opset)
+    programs = export_programs(modules, out) if "fp32" in precisions else []
     exported += _compose_fused(spec, protos, out)
     parity = _check_parity(spec, model, object_model, exported, images, audios, threads)
     manifest = _build_manifest(spec, out, exported, parity, ck_info, opset_of(protos))
+    for program in programs:  # hashed like every file a runner loads
+        manifest.add_file(out, program)
     manifest.write(out)
     return manifest
 
@@ -232,6 +279,34 @@ def _export_graphs(modules: dict, out: Path, precisions, opset):
         if "fp32" not in precisions:
             path.unlink()  # only needed to derive the fp16 graph
     return exported, protos
+
+
+def export_programs(modules: dict, out: Path, roles: tuple[str, ...] = ("visual", "audio")) -> list[str]:
+    """``visual.pt2`` and ``audio.pt2``: each encoder as a `torch.export` ExportedProgram with a dynamic
+    batch, beside its fp32 ONNX graph, for the torch backend (`vsslrt.engine.torch_runner`, which loads
+    the file and never these classes). Returns the written file names (relative to `out`)."""
+    import torch
+
+    from vsslrt.export.onnx_io import MAX_BATCH
+
+    written = []
+    for role in roles:
+        if role not in modules:
+            continue
+        module, data = modules[role]
+        (name,), _ = GRAPH_IO[role]
+        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+        try:
+            program = torch.export.export(module.eval(), (torch.from_numpy(data[:2]),), dynamic_shapes={name: {0: batch}})
+        except Exception as exc:  # torch.export raises many unrelated types
+            raise EngineBuildError(f"{role}: expected torch.export to capture the encoder, got {type(exc).__name__}: "
+                                   f"{str(exc)[:300]}.", hint="rerun with VSSLRT_DEBUG=1 for the traceback") from exc
+        target = out / GRAPH_FILES[role].replace(".onnx", ".pt2")
+        staged = target.with_name(f".{target.stem}.tmp.pt2")  # torch.export.save wants the .pt2 suffix
+        torch.export.save(program, str(staged))
+        staged.replace(target)  # atomic: a reader never sees half a program
+        written.append(target.name)
+    return written
 
 
 def _compose_fused(spec: ModelSpec, protos: dict, out: Path) -> list[_Exported]:
@@ -410,5 +485,7 @@ def _build_manifest(spec, out: Path, exported, parity, ck_info, opset) -> Manife
         relative = os.path.relpath(e.path, out).replace(os.sep, "/")
         graphs.append(GraphEntry(e.role, e.precision, relative, ins, outs, e.fp32_nodes))
         manifest.add_file(out, relative)
+        for data_file in external_data_files(out, relative):  # weights saved beside a graph are loaded too
+            manifest.add_file(out, data_file)
     return manifest
 

@@ -18,12 +18,12 @@ Usage::
     python -m vsslrt.export.train_demo --model both            # train, export, evaluate (defaults)
     python -m vsslrt.export.train_demo --evaluate-only         # re-measure the shipped models
 
-The evaluation (`evaluate_maps`) follows the fixed protocol on the raw maps, bilinearly (align-corners)
-upsampled to 224 x 224: at each model's universal threshold t* that maximises
-F = 2 a b / (a + b), with a = 100 x mean IoU of the positive maps and b = mean over silence, noise and
-offscreen of 100 - pIA (docs/metrics.md, `f/pos_neg`), it reports the mean IoU, the pIA of each
-negative, the median map maximum of each condition, and how often the positive map's peak lies
-inside the target box.
+The evaluation (`evaluate_maps`) is the project's evaluator (`vsslrt.eval`, fixed protocol) on the
+raw maps, bilinearly (align-corners) upsampled to 224 x 224: at each model's universal threshold t*
+that maximises F = 2 a b / (a + b), with a = 100 x mean IoU of the positive maps and b = mean over
+silence, noise and offscreen of 100 - pIA (docs/metrics.md, `f/pos_neg`), it reports the mean IoU,
+the pIA of each negative, the median map maximum of each condition, and how often the positive
+map's peak lies inside the target box.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ from pathlib import Path
 import numpy as np
 
 from vsslrt.data import synth
+from vsslrt.eval.keys import CONDITIONS, NEGATIVES
 from vsslrt.models import DEMO_ASSETS
 
 DEFAULT_OUT = DEMO_ASSETS
 HASHES_FILE = "SHA256SUMS"
-NEGATIVE_CONDITIONS = ("silence", "noise", "offscreen")
 
 
 @dataclass(frozen=True)
@@ -236,80 +236,67 @@ def train(config: TrainConfig, data: TrainingSet | None = None, *, log=None):
 # --------------------------------------------------------------------------------------- evaluation
 
 
-def _upsample_matrix(n: int, size: int = 224) -> np.ndarray:
-    """(size, n) bilinear align-corners weights: row x holds the taps of source coordinate x (n-1)/(size-1)."""
-    pos = np.arange(size) * (n - 1) / (size - 1)
-    return np.maximum(0.0, 1.0 - np.abs(pos[:, None] - np.arange(n)[None, :]))
-
-
-def upsample(maps: np.ndarray, size: int = 224) -> np.ndarray:
-    """(N, h, w) -> (N, size, size) float32, bilinear with aligned corners."""
-    ry = _upsample_matrix(maps.shape[1], size).astype(np.float32)
-    rx = _upsample_matrix(maps.shape[2], size).astype(np.float32)
-    return np.matmul(np.matmul(ry, maps.astype(np.float32)), rx.T)
+def box_masks(boxes: np.ndarray, size: int = 224) -> np.ndarray:
+    """(N, 4) pixel boxes (x1, y1, x2, y2) -> (N, size, size) bool ground-truth masks."""
+    gt = np.zeros((len(boxes), size, size), dtype=bool)
+    for i, box in enumerate(boxes):
+        x1, y1, x2, y2 = (int(v) for v in box)
+        gt[i, y1:y2, x1:x2] = True
+    return gt
 
 
 def evaluate_maps(pos: np.ndarray, silence: np.ndarray, noise: np.ndarray, offscreen: np.ndarray,
                   boxes: np.ndarray, n_thresholds: int = 401) -> dict:
     """The demo quality figures of raw (N, h, w) maps against (N, 4) pixel boxes (x1, y1, x2, y2).
 
-    The threshold t* is chosen among `n_thresholds` values evenly spaced over the maps' range to
-    maximise F = 2ab / (a + b) (see the module docstring); pIA and IoU use a strict `>`.
+    The figures come from the project's evaluator (`vsslrt.eval`, fixed protocol, bilinear
+    align-corners upsampling, strict `>`), given `n_thresholds` candidate thresholds evenly spaced
+    over the maps' range: t* is its F-maximising candidate (`threshold_max_f`, F = 2ab / (a + b)
+    as in the module docstring), and the IoU and pIAs are its sweep at t*.
 
     Returns:
         A dict: threshold, f, miou (mean IoU, 0-1), pia_<neg> (0-1), median_max_<cond>,
         peak_in_box (0-1), box_fraction (mean box area / image: the peak's chance level).
     """
+    # lazy: the evaluator is only needed when measuring, not to train or export
+    from vsslrt.eval import Evaluator
+    from vsslrt.eval.calibration import sweep_curves, threshold_max_f
+    from vsslrt.eval.interp import upsample
+
     n = len(pos)
     conds = {"pos": pos, "silence": silence, "noise": noise, "offscreen": offscreen}
     lo = min(float(m.min()) for m in conds.values())
     hi = max(float(m.max()) for m in conds.values())
     grid = np.linspace(lo, hi, n_thresholds)
-    inter = np.zeros((n, n_thresholds))
-    union = np.zeros((n, n_thresholds))
-    area = {c: np.zeros((n, n_thresholds)) for c in NEGATIVE_CONDITIONS}
-    peak_in = np.zeros(n, dtype=bool)
-    box_area = np.zeros(n)
+    gt = box_masks(boxes)
+    evaluator = Evaluator("fixed", sweep=grid)
     chunk = 64
     for start in range(0, n, chunk):
         rows = slice(start, min(start + chunk, n))
-        up = {c: upsample(m[rows]) for c, m in conds.items()}
-        for k, i in enumerate(range(rows.start, rows.stop)):
-            x1, y1, x2, y2 = (int(v) for v in boxes[i])
-            gt = np.zeros((224, 224), dtype=bool)
-            gt[y1:y2, x1:x2] = True
-            p = up["pos"][k]
-            inside = np.sort(p[gt])
-            outside = np.sort(p[~gt])
-            # count(> t) = len - searchsorted(sorted, t, side="right")
-            hits = inside.size - np.searchsorted(inside, grid, side="right")
-            false = outside.size - np.searchsorted(outside, grid, side="right")
-            inter[i] = hits
-            union[i] = gt.sum() + false
-            for c in NEGATIVE_CONDITIONS:
-                values = np.sort(up[c][k].ravel())
-                area[c][i] = (values.size - np.searchsorted(values, grid, side="right")) / values.size
-            peak = np.unravel_index(np.argmax(p), p.shape)
-            peak_in[i] = gt[peak]
-            box_area[i] = gt.mean()
-    miou = (inter / union).mean(axis=0)
-    a = 100 * miou
-    b = np.mean([100 * (1 - area[c].mean(axis=0)) for c in NEGATIVE_CONDITIONS], axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f = np.where(a + b > 0, 2 * a * b / (a + b), 0.0)
-    best = int(np.argmax(f))
+        evaluator.update(*(m[rows] for m in conds.values()), gt[rows], sample_ids=np.arange(rows.start, rows.stop))
+    curves = sweep_curves(evaluator)
+    best = int(np.flatnonzero(curves["threshold"] == threshold_max_f(evaluator).value)[0])
+    metrics = evaluator.compute()
+    scalars = evaluator.per_sample()  # per-sample IoU and pIAs at every candidate, in record order
+    # Where the positive map peaks (after the evaluator's upsampling): inside the target box or not.
+    peak_in = np.concatenate([
+        gt[start:start + chunk].reshape(-1, gt.shape[1] * gt.shape[2])[
+            np.arange(min(chunk, n - start)), np.argmax(upsample(pos[start:start + chunk], "bilinear", xp=np,
+                                                                 dtype=np.float32), axis=1)]
+        for start in range(0, n, chunk)
+    ])
     out = {
         "n_records": int(n),
         "threshold": float(grid[best]),
-        "f": float(f[best]),
-        "miou": float(miou[best]),
+        "f": float(curves["f_pos_neg"][best]),
+        "miou": float(scalars["sweep_iou"].mean(axis=0)[best]),
         "peak_in_box": float(peak_in.mean()),
-        "box_fraction": float(box_area.mean()),
+        "box_fraction": float(gt.reshape(n, -1).mean(axis=1).mean()),
     }
-    for c in NEGATIVE_CONDITIONS:
-        out[f"pia_{c}"] = float(area[c][:, best].mean())
-    for c, m in conds.items():
-        out[f"median_max_{c}"] = float(np.median(m.reshape(n, -1).max(axis=1)))
+    for j, c in enumerate(NEGATIVES):
+        out[f"pia_{c}"] = float(scalars["sweep_pia"][:, j, best].mean())
+    for c in conds:
+        out[f"median_max_{c}"] = metrics[f"max/{c}/median"]
     return out
 
 
@@ -377,7 +364,7 @@ def onnx_maps(folder: str | Path, batch: TestBatch, threads: int = 2) -> dict[st
     visual = run(visual_s, "image", batch.images)[batch.record_image]
     audios = [run(audio_s, "audio", a) for a in (batch.positive, batch.silence, batch.noise, batch.offscreen)]
     maps = np.asarray(similarity_maps_multi(visual, audios, DEMO_HEAD))
-    return dict(zip(("pos", "silence", "noise", "offscreen"), maps))
+    return dict(zip(CONDITIONS, maps))
 
 
 def torch_maps(model, batch: TestBatch) -> dict[str, np.ndarray]:

@@ -41,6 +41,14 @@ else
   echo "== TensorRT not installed: engine build/parity/latency skipped"
 fi
 
+if "$PY" -c "import torch, cupy, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  echo "== torch backend end to end on the GPU vs the reference style in PyTorch eager (EZ-VSL, random init)"
+  "$PY" benchmarks/bench_torch_gpu.py --n 256 --engine "$OUTDIR/engines/ezvsl-torch" \
+    --json "$OUTDIR/bench_torch_gpu.json" 2>&1 | tee "$OUTDIR/bench_torch_gpu.log" || status=1
+else
+  echo "== torch without CUDA (or no CuPy): torch-backend GPU run skipped"
+fi
+
 echo "== summary"
 "$PY" - "$OUTDIR" <<'PYEOF'
 import json, sys, pathlib, xml.etree.ElementTree as ET
@@ -57,6 +65,11 @@ if bench.exists():
     for b in json.loads(bench.read_text())["benchmarks"]:
         extra = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["extra_info"].items())
         rows.append((b["name"], f"median {b['stats']['median']*1e3:.2f} ms; {extra}"))
+torch_gpu = out / "bench_torch_gpu.json"
+if torch_gpu.exists():
+    t = json.loads(torch_gpu.read_text())
+    rows.append(("torch backend e2e (GPU)", f"{t['vsslrt_torch_gpu_samples_per_s']:.1f} vs {t['reference_eager_gpu_samples_per_s']:.1f} "
+                 f"samples/s reference style: {t['speedup_vs_reference']:.2f}x; max |map diff| {t['max_abs_map_diff']:.2g}"))
 for run in sorted((out / "runs").glob("*/latency.json")) if (out / "runs").exists() else []:
     lat = json.loads(run.read_text())
     rows.append((run.parent.name, json.dumps(lat.get("summary", lat))[:200]))

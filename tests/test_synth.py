@@ -1,4 +1,4 @@
-"""The synthetic IS3-like generator: determinism, geometry, offscreen draws, files and the CLI."""
+"""The synthetic IS3-like generator: determinism, geometry, offscreen draws and files (the CLI: tests/cli)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 from PIL import Image
-from typer.testing import CliRunner
 
-from vsslrt.cli.app import create_app
 from vsslrt.data import synth
 from vsslrt.errors import InputError
 
@@ -166,19 +164,9 @@ def test_ensure_split_generates_once_into_the_cache(tmp_path, monkeypatch):
     assert len(synth.read_manifest(first)) == 4
 
 
-def test_cli_writes_a_split(tmp_path):
-    out = tmp_path / "cli"
-    result = CliRunner().invoke(create_app(), ["data", "synth", "--out", str(out), "--n", "4", "--seed", "3"])
-    assert result.exit_code == 0, result.output
-    assert "wrote 4 records" in result.output
-    records = synth.read_manifest(out)
-    assert len(records) == 4
-    reference = synth.generate_scene(3, "test", 0)
-    assert np.array_equal(np.asarray(Image.open(out / records[0]["image"])), reference.image)
+def test_the_demo_front_end_is_the_registered_one_and_reads_the_generated_clips_whole():
+    from vsslrt.data.frontends import get_frontend
 
-
-def test_cli_reports_bad_input_in_one_line(tmp_path):
-    result = CliRunner().invoke(create_app(), ["data", "synth", "--out", str(tmp_path / "o"), "--n", "5"])
-    assert result.exit_code != 0
-    assert isinstance(result.exception, InputError)
-    assert "even integer" in str(result.exception)
+    assert synth.DEMO_FRONTEND is get_frontend("demo")
+    assert (synth.DEMO_FRONTEND.sample_rate, synth.DEMO_FRONTEND.duration) == (synth.SAMPLE_RATE, synth.CLIP_SECONDS)
+    assert synth.demo_audio_inputs(np.zeros((1, synth.CLIP_SAMPLES))).shape == (1, *synth.DEMO_FRONTEND.output_shape())

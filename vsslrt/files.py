@@ -10,6 +10,7 @@ removed and the target keeps its previous content.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -17,7 +18,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,27 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: Any) -> Path:
         raise
     _fsync_folder(path.parent)
     return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path in the destination folder for a writer that streams into a file (a video
+    encoder, a JSON-lines log): renamed over `path` when the block ends without an error, removed
+    otherwise, so `path` is never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -7,7 +7,9 @@ manifest. ``vsslrt bench`` and ``vsslrt localize`` read nothing else. The manife
 * the model, its audio front-end, its map head (K, scale, offset), map size and input shapes;
 * every graph: role (visual / audio / fused / object), precision, file, input and output names,
   and the nodes that an fp16 graph keeps in fp32;
-* the sha256 of every file (``verify_files`` refuses a folder whose files changed);
+* the sha256 of every file a runner loads: graphs, their ONNX external-data files, engine plans
+  (``verify_files`` refuses a folder whose files changed, a listed path that resolves outside the
+  folder, and a graph that references external data the manifest does not list);
 * parity figures of the export (PyTorch vs ONNX Runtime);
 * versions, the checkpoint (path + sha256, or random init + seed), universal thresholds with
   provenance;
@@ -15,10 +17,17 @@ manifest. ``vsslrt bench`` and ``vsslrt localize`` read nothing else. The manife
 
 Reading validates every field and raises ``InputError`` naming the field; a different format
 version raises ``ManifestMismatchError``. Writing is atomic (``vsslrt.files``). No torch.
+
+``content_sha256`` (written by ``write``, checked by ``read``) holds one sha256 per top-level field
+over its canonical JSON, so a hand edit of, say, ``head.scale`` or a threshold is refused with a
+ManifestMismatchError naming the field. It detects edits, it is not a signature: whoever can
+write the folder can recompute it, so an engine folder is only as trustworthy as its source
+(docs/engines.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -30,20 +39,14 @@ from typing import Any
 from vsslrt.errors import InputError, ManifestMismatchError
 from vsslrt.files import atomic_write_text, sha256_file
 from vsslrt.models import MapHead, Threshold
+from vsslrt.tensorspec import TensorSpec  # graph inputs and outputs, in the form runners describe them too
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+CONTENT_KEY = "content_sha256"
 ROLES = ("visual", "audio", "fused", "object")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")  # int8: QDQ graphs calibrated by the build (vsslrt.export.quantize)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """A graph input or output: shape with ``"batch"`` for the dynamic batch dimension."""
-
-    shape: tuple[int | str, ...]
-    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class GraphEntry:
     file: str  # path relative to the folder, POSIX separators
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    fp32_nodes: tuple[str, ...] = ()  # fp16 graphs: nodes kept in fp32 (normalisation, head)
+    fp32_nodes: tuple[str, ...] = ()  # fp16/int8 graphs: nodes kept in fp32 (normalisation, head, stem)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,9 @@ class Manifest:
     opset: int | None = None
     created: str | None = None
     backend: dict[str, Any] = field(default_factory=dict)  # filled by the engine stage
+    # int8: how each graph was calibrated, and the accuracy gate per precision (vsslrt.pipeline.gate)
+    quantization: dict[str, Any] = field(default_factory=dict)
+    gates: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     # ----------------------------------------------------------------------------------- queries
@@ -157,14 +163,17 @@ class Manifest:
         return record
 
     def verify_files(self, folder: str | Path) -> None:
-        """Check that every recorded file exists in ``folder`` with its recorded sha256.
+        """Check the folder as one unit: every recorded file exists inside ``folder`` with its
+        recorded sha256, and every graph's external data is recorded too.
 
         Raises:
-            ManifestMismatchError: a file is missing or its hash changed (the message names it).
+            ManifestMismatchError: a file is missing, its hash changed, its path resolves outside the
+                folder (a symlink), or a graph references an external-data file the manifest does
+                not list (the message names the file).
         """
         folder = Path(folder)
         for relative, record in sorted(self.files.items()):
-            path = folder / relative
+            path = inside_folder(folder, relative)
             if not path.is_file():
                 raise ManifestMismatchError(
                     f"{path}: expected the file recorded in {MANIFEST_NAME} to exist, got no such file.",
@@ -176,6 +185,14 @@ class Manifest:
                     f"got a different file (sha256 {sha256_file(path)[:12]}...).",
                     hint="the file was changed after export; re-export the folder with `vsslrt export`",
                 )
+        for graph in self.graphs:
+            for relative in external_data_files(folder, graph.file):
+                if relative not in self.files:
+                    raise ManifestMismatchError(
+                        f"{folder / relative}: expected every external-data file of {graph.file} to be recorded "
+                        f"in {MANIFEST_NAME} with its sha256, got a file it does not list.",
+                        hint="re-export the folder with `vsslrt export` (it records external data)",
+                    )
 
     # --------------------------------------------------------------------------------- read/write
     def to_dict(self) -> dict[str, Any]:
@@ -189,7 +206,9 @@ class Manifest:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / MANIFEST_NAME
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=False, allow_nan=False) + "\n"
+        data = self.to_dict()
+        data[CONTENT_KEY] = content_digests(data)
+        text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
         atomic_write_text(target, text)
         return target
 
@@ -260,9 +279,12 @@ class Manifest:
             opset=None if obj.get("opset") is None else reader.integer("opset", obj.get("opset")),
             created=None if obj.get("created") is None else reader.string("created", obj.get("created")),
             backend=reader.mapping("backend", obj.get("backend", {})),
+            quantization=reader.mapping("quantization", obj.get("quantization", {})),
+            gates=reader.mapping("gates", obj.get("gates", {})),
             format_version=version,
         )
         manifest.validate(source)
+        _check_content(manifest, obj.get(CONTENT_KEY), source)
         return manifest
 
     def validate(self, source: str = MANIFEST_NAME) -> None:
@@ -305,6 +327,15 @@ class Manifest:
             _check_relative("files key", relative, source)
             if not _SHA256.match(record.sha256):
                 raise bad(f"files[{relative}].sha256", "64 lowercase hex digits", record.sha256)
+        engines = self.backend.get("engines", {})
+        for role, entry in (engines.items() if isinstance(engines, dict) else ()):
+            # Runners load these files: each must be a folder-relative path whose hash is recorded.
+            file = entry.get("file") if isinstance(entry, dict) else None
+            if not isinstance(file, str) or not file:
+                raise bad(f"backend.engines.{role}.file", "a relative path", file)
+            _check_relative(f"backend.engines.{role}.file", file, source)
+            if file not in self.files:
+                raise bad(f"files[{file}] (backend.engines.{role})", "recorded with its sha256", "no entry")
         ck = self.checkpoint
         if ck.random_init:
             if ck.seed is None:
@@ -318,6 +349,137 @@ def _check_relative(name: str, relative: str, source: str = MANIFEST_NAME) -> st
     if not relative or posix.is_absolute() or ".." in posix.parts or "\\" in relative:
         raise InputError(f"{source}: expected {name} to be a relative path inside the folder, got {relative!r}.")
     return relative
+
+
+# --------------------------------------------------------------------------- folder as one unit
+def inside_folder(folder: str | Path, relative: str) -> Path:
+    """``folder/relative``, refused unless it resolves inside ``folder`` (symlinks followed).
+
+    Raises:
+        ManifestMismatchError: ``relative`` is absolute, climbs out with ``..``, or passes through a
+            symlink that points outside the folder.
+    """
+    folder = Path(folder)
+    posix = PurePosixPath(relative)
+    path = folder / relative
+    if not relative or posix.is_absolute() or ".." in posix.parts or "\\" in relative:
+        raise ManifestMismatchError(
+            f"{path}: expected a path listed in {MANIFEST_NAME} to be relative and inside the folder, got {relative!r}.",
+            hint="re-export the folder with `vsslrt export`; do not edit manifest.json by hand",
+        )
+    resolved, root = path.resolve(), folder.resolve()
+    if not resolved.is_relative_to(root):
+        raise ManifestMismatchError(
+            f"{path}: expected a file inside the engine folder {folder}, got a path that resolves to {resolved}.",
+            hint="copy the files into the folder instead of linking to them from elsewhere",
+        )
+    return path
+
+
+def onnx_external_data(path: str | Path) -> list[str]:
+    """The external-data locations an ONNX file references, as written in it (sorted, unique).
+
+    Weights saved beside the graph (``visual.onnx.data``) are loaded by ONNX Runtime and by
+    TensorRT's parser from the graph's directory; they change the model as much as the graph does.
+    """
+    data = Path(path).read_bytes()
+    if b"location" not in data:  # every external-data entry carries the key "location"
+        return []
+    import onnx  # core dependency, imported lazily: most folders never get here
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf's DecodeError for a file that is not a model
+        raise ManifestMismatchError(
+            f"{path}: expected an ONNX model, got a file that does not parse ({type(exc).__name__}).",
+            hint="re-export the folder with `vsslrt export`",
+        ) from None
+    return sorted(
+        {
+            entry.value
+            for tensor in _all_tensors(model.graph)
+            if tensor.data_location == onnx.TensorProto.EXTERNAL
+            for entry in tensor.external_data
+            if entry.key == "location"
+        }
+    )
+
+
+def external_data_files(folder: str | Path, graph_file: str) -> list[str]:
+    """Folder-relative paths of the external-data files of ``folder/graph_file``.
+
+    Raises:
+        ManifestMismatchError: a location is absolute, climbs out of the folder, or resolves outside it.
+    """
+    folder = Path(folder)
+    graph_path = folder / graph_file
+    if not graph_path.is_file():
+        return []
+    base = PurePosixPath(graph_file).parent
+    out = []
+    for location in onnx_external_data(graph_path):
+        posix = PurePosixPath(location)
+        relative = (base / posix).as_posix()
+        if posix.is_absolute() or ".." in posix.parts or "\\" in location:
+            raise ManifestMismatchError(
+                f"{graph_path}: expected external data beside the graph, got location {location!r}.",
+                hint="keep external-data files inside the engine folder and re-export",
+            )
+        inside_folder(folder, relative)
+        out.append(relative)
+    return out
+
+
+def _all_tensors(graph: Any):
+    """Initializers and tensor attributes of a graph and of every subgraph."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _all_tensors(sub)
+
+
+def content_digests(data: dict[str, Any]) -> dict[str, str]:
+    """sha256 of the canonical JSON (sorted keys, no spaces) of each top-level field of ``data``."""
+    return {
+        key: hashlib.sha256(
+            json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        ).hexdigest()
+        for key, value in data.items()
+        if key != CONTENT_KEY
+    }
+
+
+def _check_content(manifest: Manifest, recorded: Any, source: str) -> None:
+    """Refuse a manifest whose fields no longer match the digests written with it.
+
+    A manifest without ``content_sha256`` (written before the field existed, or by hand as in
+    tests) is accepted: the digest detects edits of manifests that carry it, it is not a
+    signature (removing it, or recomputing it, is open to anyone who can write the folder), so
+    refusing older manifests would break every folder exported before it without making any
+    folder safer. Fields added to the format after a manifest was written are not in its digest
+    and are not checked; a digest for a field this version does not know is ignored.
+    """
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise ManifestMismatchError(
+            f"{source}: expected {CONTENT_KEY} to map each field to a sha256, got {type(recorded).__name__}.",
+            hint="manifest.json was edited after export; re-export the folder with `vsslrt export`",
+        )
+    current = content_digests(manifest.to_dict())
+    changed = [key for key, digest in current.items() if key in recorded and recorded[key] != digest]
+    if changed:
+        raise ManifestMismatchError(
+            f"{source}: expected {', '.join(changed)} to be as written by vsslrt ({CONTENT_KEY}), got an edited value.",
+            hint="manifest.json was edited after export; re-export the folder with `vsslrt export` "
+            "(or rebuild it with `vsslrt build`) instead of editing it",
+        )
 
 
 class _Reader:

@@ -1,4 +1,4 @@
-"""The benchmark pipeline against an independent per-sample computation, resume, and the CLI."""
+"""The benchmark pipeline against an independent per-sample computation, resume, and latency (the CLI: tests/cli)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_engine import make_tiny_engine  # noqa: E402
 
-from vsslrt.pipeline.bench import BenchSettings, run_bench  # noqa: E402
-from vsslrt.cli.app import create_app  # noqa: E402
+from vsslrt.pipeline.bench import run_bench  # noqa: E402
+from vsslrt.pipeline.results import BenchSettings  # noqa: E402
 
 IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
 pytestmark = pytest.mark.skipif(not IS3_MINI.is_dir(), reason=f"the is3-mini fixture is not at {IS3_MINI}")
@@ -54,7 +53,7 @@ def _per_sample_reference(engine: Path, settings: BenchSettings) -> dict[str, fl
                 sample = ds[i]
                 image = preprocess_image(decode_image(sample.image))[None]
                 visual = enc.embed_images(image)
-                clip = choose_offscreen(ds, i, run_seed=settings.seed, repetition=rep)
+                clip = choose_offscreen(ds, i, run_seed=settings.seed, repetition=rep, mode=settings.protocol)
                 noise = spectrogram_inputs([noise_signal(spec, run_seed=settings.seed, repetition=rep, index=i)], spec,
                                            compress=spec.compresses_negatives(settings.protocol))
                 audio = {
@@ -180,28 +179,6 @@ def test_unreadable_clip_fails_or_is_skipped(engine, tmp_path):
     # Samples whose offscreen clip was the broken one are skipped too, never evaluated with a wrong input.
     assert result.n_samples == 16 - len(result.skipped)
     assert "Skipped samples" in (tmp_path / "lenient" / "report.md").read_text()
-
-
-def test_cli_bench_runs_and_prints_json(engine, tmp_path):
-    out = tmp_path / "run"
-    result = CliRunner().invoke(create_app(), [
-        "bench", "--engine", str(engine), "--dataset", "is3", "--data-dir", str(IS3_MINI), "--out", str(out),
-        "--limit", "4", "--batch", "2", "--json", "--no-baselines"])
-    assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout[result.stdout.index("{"):])
-    assert doc["engines"]["tiny"]["n_samples"] == 4
-    assert "pos cIoU@median" in doc["engines"]["tiny"]["summary"]
-
-
-def test_cli_bench_bad_engine_is_one_line(tmp_path):
-    import subprocess
-
-    proc = subprocess.run([sys.executable, "-m", "vsslrt", "bench", "--engine", str(tmp_path / "nope"), "--dataset", "is3",
-                           "--data-dir", str(IS3_MINI), "--out", str(tmp_path / "run")], capture_output=True, text=True)
-    assert proc.returncode == 1
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "nope" in lines[0]
 
 
 def test_latency_only(engine, tmp_path):

@@ -71,7 +71,7 @@ def test_pyav_is_the_fallback_when_soundfile_fails(tmp_path, monkeypatch):
 def test_without_pyav_an_unknown_format_says_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(audio_io, "pyav_available", lambda: False)
     (tmp_path / "clip.m4a").write_bytes(b"\x00\x00\x00\x18ftypjunk")
-    with pytest.raises(DataError, match=r"clip\.m4a: expected a readable audio file, got a soundfile error.*vsslrt\[audio\]"):
+    with pytest.raises(DataError, match=r"clip\.m4a: expected a readable audio file, got data in no audio format libsndfile reads.*vsslrt\[audio\]"):
         read_audio(tmp_path / "clip.m4a")
 
 

@@ -16,7 +16,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from tiny_engine import make_tiny_engine  # noqa: E402
 
-from vsslrt.pipeline.bench import BenchSettings, run_bench  # noqa: E402
+from vsslrt.pipeline.bench import run_bench  # noqa: E402
+from vsslrt.pipeline.results import BenchSettings  # noqa: E402
 
 IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
 HALF = 8

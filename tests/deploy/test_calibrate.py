@@ -125,6 +125,23 @@ def test_gated_metrics_zero_the_samples_the_detection_rejects(fit_run):
     assert low["gated"]["pos_miou"] == pytest.approx(low["pos_miou"])
 
 
+def test_an_undefined_f_score_is_nan_like_the_evaluators_and_null_in_the_file(tmp_path):
+    import math
+
+    from vsslrt.eval import Evaluator
+    from vsslrt.files import atomic_write_json, to_jsonable
+
+    # Empty ground truth (IoU 0) and negatives above the threshold everywhere (pIA 100 %): F is 0/0.
+    n, bright = 3, np.full((3, 7, 7), 0.9, np.float32)
+    ev = Evaluator("fixed", sweep=[0.25, 0.5]).update(bright, bright, bright, bright, np.zeros((n, 224, 224), bool))
+    block = threshold_metrics(ev, 0.5, 0.1)
+    assert math.isnan(block["localization"]["f_pos_neg"]) and math.isnan(block["localization"]["gated"]["f_pos_neg"])
+    path = atomic_write_json(tmp_path / "block.json", to_jsonable(block), allow_nan=False)
+    written = json.loads(path.read_text())["localization"]
+    assert written["f_pos_neg"] is None and written["gated"]["f_pos_neg"] is None
+    assert written["pos_miou"] == 0.0 and written["pia"] == {neg: 100.0 for neg in NEGATIVES}
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad inputs
 

@@ -1,4 +1,4 @@
-"""Sharding without Ray: shard states merged on a driver equal one pass; layout rules; the CLI's --ray parsing.
+"""Sharding without Ray: shard states merged on a driver equal one pass; layout rules (the CLI's --ray: tests/cli).
 
 These run everywhere (Ray not needed); tests/dist/test_ray_bench.py runs the same pipeline on a
 local Ray instance.
@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from tiny_engine import make_tiny_engine  # noqa: E402
 
-from vsslrt.pipeline.bench import BenchSettings, EngineSession, run_bench, write_run_folder  # noqa: E402
-from vsslrt.cli.commands.bench import with_optional_value  # noqa: E402
+from vsslrt.pipeline.bench import EngineSession, run_bench  # noqa: E402
+from vsslrt.pipeline.results import BenchSettings  # noqa: E402
+from vsslrt.pipeline.runfolder import write_run_folder  # noqa: E402
 from vsslrt.pipeline.distributed import block_ranges, merge_shards, pack_shard, plan_layout, unpack_shard  # noqa: E402
-from vsslrt.errors import BackendUnavailableError, InputError  # noqa: E402
+from vsslrt.errors import BackendUnavailableError  # noqa: E402
 
 IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
 needs_data = pytest.mark.skipif(not IS3_MINI.is_dir(), reason=f"the is3-mini fixture is not at {IS3_MINI}")
@@ -118,23 +118,3 @@ def test_missing_ray_names_the_extra(monkeypatch, engine, tmp_path):
     settings = BenchSettings(dataset="is3", data_dir=IS3_MINI)
     with pytest.raises(BackendUnavailableError, match=r"vsslrt\[dist\]"):
         run_bench_ray([engine], settings, tmp_path / "run")
-
-
-def test_bare_ray_option_means_local():
-    assert with_optional_value(["--ray"], "--ray", "local") == ["--ray", "local"]
-    assert with_optional_value(["--ray", "--json"], "--ray", "local") == ["--ray", "local", "--json"]
-    assert with_optional_value(["--ray", "head:6379", "--json"], "--ray", "local") == ["--ray", "head:6379", "--json"]
-    assert with_optional_value(["--ray=auto"], "--ray", "local") == ["--ray=auto"]
-    assert with_optional_value(["--", "--ray"], "--ray", "local") == ["--", "--ray"]
-
-
-@pytest.mark.parametrize("extra, message", [
-    (["--ray-block", "8"], "expected --ray"),
-])
-def test_cli_refuses_ray_misuse(engine, tmp_path, extra, message):
-    from vsslrt.cli.app import create_app
-
-    result = CliRunner().invoke(create_app(), ["bench", "--engine", str(engine), "--dataset", "is3", "--data-dir",
-                                               str(IS3_MINI), "--out", str(tmp_path / "run"), *extra])
-    assert isinstance(result.exception, InputError), result.output
-    assert message in str(result.exception)

@@ -6,13 +6,11 @@ Needs the `dist` extra (`pip install 'vsslrt[dist]'`); skipped otherwise.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'vsslrt[dist]' to run the distributed tests")
 pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'vsslrt[dist]'")
@@ -22,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from test_distributed import assert_same_metrics, assert_same_run_folders  # noqa: E402
 from tiny_engine import make_tiny_engine  # noqa: E402
 
-from vsslrt.pipeline.bench import BenchSettings, run_bench  # noqa: E402
+from vsslrt.pipeline.bench import run_bench  # noqa: E402
+from vsslrt.pipeline.results import BenchSettings  # noqa: E402
 from vsslrt.pipeline.distributed import run_bench_ray  # noqa: E402
 
 IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
@@ -114,20 +113,3 @@ def test_interrupted_ray_run_resumes_from_its_saved_blocks(local_ray, engine, tm
     assert dist.calibration == single.calibration
     assert_same_run_folders(tmp_path / "single", out)
     assert not list((out / "shards" / engine.name).glob("part-*.npz"))  # merged into the final checkpoint
-
-
-def test_cli_ray_reports_an_actors_error_as_one_vsslrt_error(local_ray, engine, tmp_path):
-    """`--ray` alone attaches to the running instance; an unreadable clip met on an actor comes back
-    as the DataError naming the file, not as Ray's wrapper."""
-    from vsslrt.cli.app import create_app
-    from vsslrt.errors import DataError
-
-    data = tmp_path / "is3"
-    shutil.copytree(IS3_MINI, data)
-    (data / "audio_wav" / "lion_cat_872_cat.wav").write_bytes(b"RIFF not really a wav")
-    result = CliRunner().invoke(create_app(), [
-        "bench", "--engine", str(engine), "--dataset", "is3", "--data-dir", str(data), "--out", str(tmp_path / "run"),
-        "--batch", "4", "--no-baselines", "--ray", "--ray-block", "8", "--json"])
-    assert isinstance(result.exception, DataError), result.output
-    assert "lion_cat_872_cat.wav" in str(result.exception)
-    assert "Traceback" not in str(result.exception) and not (tmp_path / "run" / "metrics.json").exists()

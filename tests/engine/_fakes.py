@@ -6,6 +6,10 @@ They implement just the API surface vsslrt uses, record what was asked of them, 
 * The fake builder's plan is JSON naming the ONNX file and the profile; the fake runtime turns it
   back into an engine whose execution context runs that ONNX file on the tensors found at the
   registered addresses.
+* A plan built with BuilderFlag.VERSION_COMPATIBLE is marked as embedding host code, and the fake
+  runtime refuses it (returns None, as TensorRT does) unless `engine_host_code_allowed` is True.
+* Every public name of the TensorRT stand-in is a TensorRT 11 name, except the test controls and
+  records listed in NOT_TENSORRT (tests/engine/test_trt_api_names.py checks this).
 * Fake CuPy arrays are NumPy arrays whose class lives in "cupy" (so array-kind detection treats
   them as CuPy), with `.data.ptr`, `.get()`, `.set()`; streams support capture into replayable
   graphs, and capture can be made to fail.
@@ -267,7 +271,8 @@ class FakeBuilder:
         self._trt.record["builds"] += 1
         if self._trt.fail_build or len(config.profiles) != 1:
             return None
-        plan = {"onnx": network.onnx_path, "profile": {n: [list(s) for s in v] for n, v in config.profiles[0].shapes.items()}}
+        plan = {"onnx": network.onnx_path, "profile": {n: [list(s) for s in v] for n, v in config.profiles[0].shapes.items()},
+                "host_code": self._trt.BuilderFlag.VERSION_COMPATIBLE in config.flags}
         return json.dumps(plan).encode()
 
 
@@ -384,12 +389,16 @@ class FakeRuntime:
         if not trt.cuda_ok:
             raise TypeError("pybind11::init(): factory function returned nullptr")
         self._trt = trt
+        self.engine_host_code_allowed = False  # TensorRT's default
+        trt.record["runtimes"].append(self)
 
     def deserialize_cuda_engine(self, data: bytes) -> FakeEngine | None:
         try:
             plan = json.loads(bytes(data))
         except (ValueError, UnicodeDecodeError):
             return None
+        if plan.get("host_code") and not self.engine_host_code_allowed:
+            return None  # TensorRT logs that the plan needs engine_host_code_allowed and returns None
         return FakeEngine(self._trt, plan)
 
 
@@ -401,7 +410,7 @@ def make_fake_tensorrt(version: str = "11.4.0.106", *, cupy: Any = None, cuda_ok
     trt.cuda_ok = cuda_ok
     trt.fail_build = False
     trt.cupy = cupy
-    trt.record = {"networks": [], "configs": [], "builds": 0}
+    trt.record = {"networks": [], "configs": [], "builds": 0, "runtimes": []}
 
     class Logger:
         ERROR, WARNING, INFO = 1, 2, 3
@@ -430,6 +439,20 @@ def make_fake_tensorrt(version: str = "11.4.0.106", *, cupy: Any = None, cuda_ok
 
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+# Public attributes of the TensorRT stand-in that are not TensorRT API: test controls and records of
+# what was asked. Every other public name must exist in TensorRT 11 (tests/engine/test_trt_api_names.py).
+NOT_TENSORRT = {
+    "tensorrt": {"cuda_ok", "fail_build", "cupy", "record"},
+    "FakeNetwork": {"flags", "inputs", "onnx_path"},
+    "FakeParser": {"network", "errors"},
+    "FakeTimingCache": {"loaded"},
+    "FakeConfig": {"pool_limits", "flags", "cleared_flags", "profiles", "timing_cache"},
+    "FakeProfile": {"shapes"},
+    "FakeEngine": {"onnx_path", "profile", "session", "inputs", "outputs", "names"},
+    "FakeContext": {"shapes", "addresses", "enqueues"},
+    "Logger": {"severity"},
+}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vsslrt.engine.base import DYNAMIC, Runner, TensorSpec, array_kind, check_feeds
+from vsslrt.engine.base import Runner, TensorSpec, array_kind, check_feeds
 from vsslrt.errors import InputError
 
 
@@ -22,7 +22,7 @@ class DoublingRunner(Runner):
         self.activations += 1
 
     def input_specs_impl(self):
-        return {"x": TensorSpec(np.dtype(np.float32), (DYNAMIC, 3, 4))}
+        return {"x": TensorSpec(("batch", 3, 4), "float32")}
 
     def infer_impl(self, feeds, kind):
         self.seen_kind = kind
@@ -93,7 +93,7 @@ def test_dynamic_dimension_accepts_any_batch():
 
 
 def test_mixed_array_kinds_are_refused(fake_cupy):
-    specs = {"a": TensorSpec(np.dtype(np.float32), (2,)), "b": TensorSpec(np.dtype(np.float32), (2,))}
+    specs = {"a": TensorSpec((2,), "float32"), "b": TensorSpec((2,), "float32")}
 
     class TwoInputs(DoublingRunner):
         def input_specs_impl(self):
@@ -111,7 +111,7 @@ def test_check_inputs_false_skips_validation():
 
 
 def test_check_feeds_is_usable_standalone():
-    spec = {"image": TensorSpec(np.dtype(np.float32), (DYNAMIC, 3, 224, 224))}
+    spec = {"image": TensorSpec(("batch", 3, 224, 224), "float32")}
     check_feeds({"image": np.zeros((2, 3, 224, 224), np.float32)}, spec, subject="visual.onnx")
     with pytest.raises(InputError, match=r"^visual.onnx: expected input 'image'"):
         check_feeds({"image": np.zeros((2, 3, 112, 112), np.float32)}, spec, subject="visual.onnx")

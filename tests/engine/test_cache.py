@@ -74,8 +74,8 @@ def test_key_round_trips_and_rejects_other_schemas():
         EngineKey.from_dict({k: v for k, v in key.to_dict().items() if k != "gpu_name"})
     with pytest.raises(ManifestMismatchError, match="got schema 99"):
         EngineKey.from_dict({**key.to_dict(), "schema": 99})
-    with pytest.raises(InputError, match="expected precision to be one of fp32, fp16, got 'int8'"):
-        make_key(precision="int8")
+    with pytest.raises(InputError, match="expected precision to be one of fp32, fp16, int8, got 'int4'"):
+        make_key(precision="int4")
 
 
 def test_atomic_write_interrupted_leaves_previous_file_and_no_temp(tmp_path, monkeypatch):

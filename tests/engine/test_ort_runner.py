@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from vsslrt.engine.base import DYNAMIC, array_kind
+from vsslrt.engine.base import TensorSpec, array_kind
 from vsslrt.engine.ort_runner import OrtRunner
 from vsslrt.errors import BackendUnavailableError, InputError
 
@@ -37,8 +37,8 @@ def test_specs_and_outputs_match_numpy_reference(models_dir, make_feeds):
     feeds = make_feeds(batch=3)
     w_vis, w_aud = _weights(models_dir / "visual.onnx"), _weights(models_dir / "audio.onnx")
     with OrtRunner(models_dir / "visual.onnx") as visual, OrtRunner(models_dir / "audio.onnx") as audio:
-        assert visual.input_specs() == {"image": (np.dtype(np.float32), (DYNAMIC, 3, 224, 224))}
-        assert audio.input_specs()["audio"].shape == (DYNAMIC, 1, 16, 24)
+        assert visual.input_specs() == {"image": TensorSpec(("batch", 3, 224, 224), "float32")}
+        assert audio.input_specs()["audio"].shape == ("batch", 1, 16, 24)
         v = visual.infer({"image": feeds["image"]})["visual"]
         a = audio.infer({"audio": feeds["audio"]})["audio_embedding"]
     assert v.shape == (3, 1, 512, 7, 7) and a.shape == (3, 1, 512)

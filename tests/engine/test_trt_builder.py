@@ -54,8 +54,8 @@ def test_batch_profile_parses_and_validates():
 
 def test_build_settings_validate():
     profile = BatchProfile(1, 1, 1)
-    with pytest.raises(InputError, match="precision to be one of fp32, fp16, got 'int8'"):
-        BuildSettings(profile, precision="int8")
+    with pytest.raises(InputError, match="precision to be one of fp32, fp16, int8, got 'int4'"):
+        BuildSettings(profile, precision="int4")
     with pytest.raises(InputError, match="optimization_level to be in 0..5, got 6"):
         BuildSettings(profile, optimization_level=6)
     with pytest.raises(InputError, match="workspace_bytes to be > 0"):

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from vsslrt.engine.base import DYNAMIC, array_kind
+from vsslrt.engine.base import TensorSpec, array_kind
 from vsslrt.engine.cache import EngineCache, key_path_for
 from vsslrt.engine.ort_runner import OrtRunner
 from vsslrt.engine.trt_builder import BatchProfile, BuildSettings, build_engine
@@ -34,7 +34,7 @@ def _reference(models_dir, feeds):
 def test_runs_numpy_feeds_and_matches_onnx_runtime(built, fake_cupy, models_dir, make_feeds):
     trt, plan, _ = built
     with TrtRunner(plan, trt=trt, cupy=fake_cupy) as runner:
-        assert runner.input_specs()["image"] == (np.dtype(np.float32), (DYNAMIC, 3, 224, 224))
+        assert runner.input_specs()["image"] == TensorSpec(("batch", 3, 224, 224), "float32")
         assert runner.profile_range("audio") == ((1, 1, 16, 24), (4, 1, 16, 24))
         for batch in (3, 1, 4):  # shapes change between calls; buffers stay the same
             feeds = make_feeds(batch=batch)

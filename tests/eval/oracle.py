@@ -9,8 +9,12 @@ held to an independent reading of the same specification.
 
 Numerical conventions (chosen to follow the reference code, which works on float32 maps):
 
-- upsampled values are computed in float64 from the input values and rounded once to the maps' dtype
-  (float32 for float32 inputs);
+- fixed mode: upsampled values are computed in float64 from the input values and rounded once to the
+  maps' dtype (float32 for float32 inputs);
+- paper mode, float32 maps: the reference's own float32 arithmetic (protocol.md section 5.1 and
+  docs/metrics.md, "Upsampling in paper mode"): PyTorch's bilinear align-corners kernel and OpenCV's
+  INTER_LINEAR (through Intel IPP), two separable passes of float32 fused multiply-adds, written
+  here pixel-grid-wise with an exact FMA of its own (round-to-odd in float64);
 - every threshold is cast to the map's dtype before the strict comparison, as NumPy and PyTorch do
   when a float32 map is compared with a Python float;
 - paper-mode OGL mixtures `0.4*map + 0.6*obj` are formed in the maps' dtype, as the reference's
@@ -103,6 +107,78 @@ def upsample(raw: np.ndarray, interp: str) -> np.ndarray:
         + fy * fx * src[y1, x1]
     )
     return value.astype(out_dtype)
+
+
+def fma_f32(x, y, z) -> np.ndarray:
+    """round_f32(x * y + z), computed exactly: the float32 product is exact in float64; the float64
+    sum is rounded to odd (TwoSum gives its exact error; an inexact sum with an even last bit moves
+    one float64 ulp towards the exact value), and rounding that to float32 is then correct."""
+    x, y, z = (np.asarray(a, dtype=np.float32).astype(np.float64) for a in (x, y, z))
+    p = x * y
+    s = p + z
+    bp = s - p
+    err = (p - (s - bp)) + (z - bp)
+    even = (s.view(np.uint64) & np.uint64(1)) == 0
+    s_odd = np.where((err != 0) & even, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+    return s_odd.astype(np.float32)
+
+
+def reference_taps(n_in: int, interp: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per output index: (lower index, upper index, lower weight, upper weight), the weights float32.
+
+    bilinear (PyTorch, align_corners=True): scale = f32(n - 1) / f32(223) in float32; src = f32(scale * x);
+    lower = min(floor(src), n - 1); upper = lower + 1 below the last index, else lower;
+    upper weight = clamp(src - lower, 0, 1), lower weight = 1 - upper weight, in float32.
+    cv2 (OpenCV INTER_LINEAR, IPP): c = clamp((x + 0.5) * n / 224 - 0.5, 0, n - 1) in float64;
+    lower = floor(c), upper = min(lower + 1, n - 1); fraction f = f32(c - lower) (the upper weight).
+    """
+    lower, upper = np.zeros(SIDE, np.int64), np.zeros(SIDE, np.int64)
+    w_lo, w_hi = np.zeros(SIDE, np.float32), np.zeros(SIDE, np.float32)
+    for x in range(SIDE):
+        if interp == "bilinear":
+            if n_in == SIDE:
+                lo, hi, frac = x, x, np.float32(0)
+            else:
+                scale = np.float32(np.float32(n_in - 1) / np.float32(SIDE - 1))
+                src = np.float32(scale * np.float32(x))
+                lo = min(int(math.floor(src)), n_in - 1)
+                hi = lo + 1 if lo < n_in - 1 else lo
+                frac = np.float32(min(max(np.float32(src - np.float32(lo)), np.float32(0)), np.float32(1)))
+        elif interp == "cv2":
+            c = min(max((x + 0.5) * n_in / SIDE - 0.5, 0.0), n_in - 1.0)
+            lo = int(math.floor(c))
+            hi = min(lo + 1, n_in - 1)
+            frac = np.float32(c - lo)
+        else:
+            raise ValueError(f"unknown interp {interp!r}")
+        lower[x], upper[x], w_hi[x] = lo, hi, frac
+        w_lo[x] = np.float32(np.float32(1) - frac)
+    return lower, upper, w_lo, w_hi
+
+
+def upsample_reference(raw: np.ndarray, interp: str) -> np.ndarray:
+    """Upsample one float32 (h, w) map as the reference does in float32 (paper mode).
+
+    Each pass computes, per output index with taps (lower, upper) and weights (w0, w1):
+    bilinear `fma(v_lower, w0, f32(v_upper * w1))` (PyTorch's `t0 * w0 + t1 * w1`, contracted to an
+    FMA by its vectorised CPU builds); cv2 `fma(f32(v_upper - v_lower), w1, v_lower)` (IPP's lerp).
+    First along the width (every source row), then along the height.
+    """
+    raw = np.asarray(raw, dtype=np.float32)
+    if raw.shape == (SIDE, SIDE):
+        return raw.copy()
+    h, w = raw.shape
+
+    def one_pass(values: np.ndarray, lower, upper, w0, w1) -> np.ndarray:
+        # values: (n_in, L) -> (224, L), interpolating along axis 0
+        a, b = values[lower], values[upper]
+        w0, w1 = w0[:, None], w1[:, None]
+        if interp == "bilinear":
+            return fma_f32(a, w0, (b * w1).astype(np.float32))
+        return fma_f32((b - a).astype(np.float32), w1, a)
+
+    wide = one_pass(raw.T, *reference_taps(w, interp)).T  # (h, 224)
+    return one_pass(wide, *reference_taps(h, interp))  # (224, 224)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -389,16 +465,21 @@ def _paper(maps, gt, obj, group, thresholds, fixed, interp) -> dict[str, float]:
     pia = {f: {(c, v): [] for c in NEGATIVES for v in _PAPER_NEG_SUFFIX} for f in families}
     pair_lists = {False: {}, True: {}}
 
+    # float32 maps are upsampled with the reference's float32 arithmetic; any float64 input keeps the
+    # float64 formula (the reference never sees one).
+    arrays = [maps[c] for c in CONDITIONS] + ([obj] if obj is not None else [])
+    resample = upsample_reference if np.result_type(*arrays, np.float32) == np.float32 else upsample
+
     for i in range(n):
         # Q10: positive and object maps with the model's interpolation, negatives always cv2.
-        up = {"pos": upsample(maps["pos"][i], interp)}
+        up = {"pos": resample(maps["pos"][i], interp)}
         for neg in NEGATIVES:
-            up[neg] = upsample(maps[neg][i], "cv2")
+            up[neg] = resample(maps[neg][i], "cv2")
         g = gt[i]
         for ogl in families:
             if ogl:
                 # Q11: raw mixtures in the maps' dtype, no normalisation.
-                q = upsample(obj[i], interp)
+                q = resample(obj[i], interp)
                 w_map = np.asarray(OGL_MAP_WEIGHT).astype(q.dtype)
                 w_obj = np.asarray(OGL_OBJ_WEIGHT).astype(q.dtype)
                 cur = {c: w_map * up[c] + w_obj * q for c in CONDITIONS}

@@ -142,3 +142,46 @@ def test_sweep_generic_path_equals_fast_path():
         generic = sweep_curves(Evaluator(sweep=[0.2, 0.55, 0.7]).update(pos, neg, neg, neg, gt))
     for key, value in fast.items():
         np.testing.assert_array_equal(generic[key], value)
+
+
+def test_rules_by_name_dispatch_to_the_rule_functions():
+    from vsslrt.eval.calibration import RULES, fit_threshold
+
+    pos, neg, gt = _sweep_batch()
+    ev = Evaluator(sweep=[0.2, 0.5, 0.7, 0.9]).update(pos, neg, neg, neg, gt)
+    assert RULES == ("max_f", "balanced_accuracy", "quantile")
+    assert fit_threshold(ev, "max_f") == threshold_max_f(ev)
+    assert fit_threshold(ev) == threshold_max_f(ev)
+    assert fit_threshold(ev, "balanced_accuracy") == threshold_balanced_accuracy(ev)
+    assert fit_threshold(SEPARATED, "balanced_accuracy", negatives=("noise",)) == \
+        threshold_balanced_accuracy(SEPARATED, ("noise",))
+    assert fit_threshold(SEPARATED, "quantile", distribution="negatives", q=0.5, factor=1.1) == \
+        threshold_from_quantile(SEPARATED, "negatives", 0.5, 1.1)
+    with pytest.raises(InputError, match="expected one of max_f, balanced_accuracy, quantile, got 'median'"):
+        fit_threshold(ev, "median")
+
+
+def test_run_candidates_name_their_rules_and_an_undefined_rule_is_none_with_the_reason():
+    from vsslrt.eval.calibration import RUN_CANDIDATES, fit_candidates
+
+    pos, neg, gt = _sweep_batch()
+    ev = Evaluator(sweep=[0.2, 0.5, 0.7, 0.9]).update(pos, neg, neg, neg, gt)
+    got = fit_candidates(ev)
+    assert list(got) == ["max_f", "balanced_accuracy", "pos_q3", "pos_median_x1.1"] == list(RUN_CANDIDATES)
+    assert got["max_f"] == {"value": 0.7, "provenance": threshold_max_f(ev).provenance}
+    q = threshold_from_quantile(ev, "pos", 0.5, 1.1)
+    assert got["pos_median_x1.1"] == {"value": q.value, "provenance": q.provenance}
+    # Without a sweep the F rule is undefined; the rules on maxima still give their thresholds.
+    plain = fit_candidates(Evaluator().update(pos, neg, neg, neg, gt))
+    assert plain["max_f"]["value"] is None and plain["max_f"]["provenance"].startswith("undefined: sweep:")
+    assert plain["balanced_accuracy"] == got["balanced_accuracy"]
+
+
+def test_protocol_is_checked_by_one_function():
+    from vsslrt.eval.config import PROTOCOLS, check_protocol
+
+    assert [check_protocol(p) for p in PROTOCOLS] == ["fixed", "paper"]
+    with pytest.raises(InputError, match=r"^run.json: source.protocol: expected one of fixed, paper, got 'exact'\.$"):
+        check_protocol("exact", "run.json: source.protocol", hint=None)
+    with pytest.raises(InputError, match="Hint: --protocol fixed"):
+        check_protocol(None)

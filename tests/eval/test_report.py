@@ -72,3 +72,76 @@ def test_a_directory_is_not_a_report_path(tmp_path):
 
     with pytest.raises(InputError, match="expected a file path for the report, got a directory"):
         write_json({"a": 1.0}, tmp_path)
+
+
+FIXED = {
+    **{f"pos/{m}@{t}": v for t, base in (("median", 10.0), ("fixed", 20.0), ("maxq3", 30.0), ("a", 40.0))
+       for m, v in (("ciou", base + 1), ("miou", base + 2), ("auc", base + 3))},
+    **{f"{n}/pia@{t}": base + i for t, base in (("median", 10.0), ("fixed", 20.0), ("maxq3", 30.0), ("a", 40.0))
+       for i, n in enumerate(("silence", "noise", "offscreen"), start=4)},
+    **{f"{f}@{t}": base + i for t, base in (("median", 10.0), ("fixed", 20.0), ("maxq3", 30.0), ("a", 40.0))
+       for i, f in ((7, "f/pos_neg"), (8, "f_auc_aoc/pos_neg"))},
+    "max/auroc/pos_vs_silence": 0.91, "max/auroc/pos_vs_noise": 0.99, "max/auroc/pos_vs_offscreen": float("nan"),
+}
+
+
+def test_headline_threshold_prefers_maxq3_then_the_first_universal_name_then_fixed():
+    from vsslrt.eval import headline_threshold
+
+    assert headline_threshold(FIXED) == "maxq3"
+    assert headline_threshold({k: v for k, v in FIXED.items() if "maxq3" not in k}) == "a"
+    assert headline_threshold({"pos/miou@median": 1.0, "pos/miou@fixed": 2.0}) == "fixed"
+
+
+def test_summary_rows_lead_with_median_localisation_then_the_headline_threshold_and_margins():
+    from vsslrt.eval import summary_rows
+
+    baselines = {"centre": {"pos/ciou@median": 12.5, "silence/pia@maxq3": 30.0, "noise/pia@maxq3": float("nan"),
+                            "max/auroc/pos_vs_silence": 0.5},
+                 "whole": {"pos/ciou@median": 9.0, "silence/pia@maxq3": 100.0}}
+    rows = summary_rows(FIXED, baselines)
+    assert rows == [
+        ("pos cIoU@median", "11.00", "-1.50"),  # higher is better: 11 - 12.5
+        ("pos AUC@median", "13.00", ""),
+        ("pos mIoU@maxq3", "32.00", ""),
+        ("silence pIA@maxq3", "34.00", "-4.00"),  # lower is better: lowest baseline 30 - 34
+        ("noise pIA@maxq3", "35.00", ""),  # the only baseline value is NaN: no margin
+        ("offscreen pIA@maxq3", "36.00", ""),
+        ("F pos/neg@maxq3", "37.00", ""),
+        ("F AUC/AOC@maxq3", "38.00", ""),
+        ("max AUROC pos vs silence", "0.91", ""),  # separability rows never get a margin
+        ("max AUROC pos vs noise", "0.99", ""),
+        ("max AUROC pos vs offscreen", "nan", ""),
+    ]
+    assert [row[0] for row in summary_rows(FIXED)] == [row[0] for row in rows]
+    assert all(margin == "" for _, _, margin in summary_rows(FIXED))
+
+
+def test_summary_rows_and_summary_table_read_the_same_numbers():
+    from vsslrt.eval import summary_rows
+
+    headers, table = summary_table(FIXED)
+    assert [row[0] for row in table] == ["median", "fixed", "maxq3", "a"]
+    at = {row[0]: dict(zip(headers[1:], row[1:])) for row in table}
+    rows = {label: value for label, value, _ in summary_rows(FIXED)}
+    assert rows["pos cIoU@median"] == at["median"]["cIoU"] and rows["pos AUC@median"] == at["median"]["AUC"]
+    assert rows["pos mIoU@maxq3"] == at["maxq3"]["mIoU"] and rows["F pos/neg@maxq3"] == at["maxq3"]["F"]
+    for n in ("silence", "noise", "offscreen"):
+        assert rows[f"{n} pIA@maxq3"] == at["maxq3"][f"pIA {n}"]
+
+
+def test_paper_summary_rows_are_a_subset_of_the_paper_table():
+    from vsslrt.eval import summary_rows
+
+    metrics = {"CIoU": 40.0, "AUC": 41.0, "CIoU_adap": 1.0, "CIoU_maxq3": 42.0, "pIA_Silence_MaxQ3": 3.0,
+               "pIA_Noise_MaxQ3": 4.0, "pIA_OffScreen_MaxQ3": 5.0, "F_Pos_Neg": 60.0, "F_AUC_AOC_Pos_Neg": 61.0,
+               "Median_Max_Heatmap": 0.5}
+    rows = summary_rows(metrics, {"centre": {"CIoU": 30.0, "pIA_Noise_MaxQ3": 1.0}})
+    assert [(label, value) for label, value, _ in rows] == [
+        ("pos cIoU (pooled, Q1)", "40.00"), ("pos AUC (pooled, Q1)", "41.00"), ("pos mIoU@maxq3", "42.00"),
+        ("silence pIA@maxq3", "3.00"), ("noise pIA@maxq3", "4.00"), ("offscreen pIA@maxq3", "5.00"),
+        ("F pos/neg@maxq3", "60.00"), ("F AUC/AOC@maxq3", "61.00")]
+    assert rows[0][2] == "+10.00" and rows[4][2] == "-3.00"
+    _, table = summary_table(metrics)
+    assert [k for k, _ in table] == ["CIoU", "AUC", "CIoU_adap", "CIoU_maxq3", "pIA_Silence_MaxQ3", "pIA_Noise_MaxQ3",
+                                     "pIA_OffScreen_MaxQ3", "F_Pos_Neg", "F_AUC_AOC_Pos_Neg", "Median_Max_Heatmap"]

@@ -172,10 +172,10 @@ def test_demo_san_positive_maxima_stay_above_its_negative_maxima(maps):
 
 
 def _pia(maps: np.ndarray, threshold: float) -> float:
-    """Mean share of the 224 x 224 image above `threshold` (bilinear, align-corners, like the bench)."""
-    from vsslrt.export.train_demo import upsample
+    """Mean share of the 224 x 224 image above `threshold` (the evaluator's bilinear, align-corners upsampling)."""
+    from vsslrt.eval.interp import upsample
 
-    return float((upsample(maps) > threshold).mean())
+    return float((upsample(maps, "bilinear", xp=np, dtype=np.float32) > threshold).mean())
 
 
 def test_at_their_own_thresholds_demo_pos_lights_up_under_silence_and_noise_and_demo_san_does_not(maps):

@@ -88,7 +88,7 @@ def _edit(tmp_path, change):
     [
         (lambda d: d["head"].update(num_maps="2"), "head.num_maps to be an integer"),
         (lambda d: d["files"]["visual.onnx"].update(sha256="xyz"), r"files\[visual.onnx\].sha256 to be 64"),
-        (lambda d: d["graphs"][0].update(precision="int8"), "precision to be one of"),
+        (lambda d: d["graphs"][0].update(precision="int4"), "precision to be one of"),
         (lambda d: d["graphs"][0].update(file="../visual.onnx"), "relative path inside the folder"),
         (lambda d: d["inputs"]["image"].update(shape=["batch", 0, 224]), "positive integers or 'batch'"),
         (lambda d: d["checkpoint"].update(random_init=False), "checkpoint to be a path with its sha256"),

@@ -1,13 +1,20 @@
-"""Root Typer app. Commands live in `vsslrt.cli.commands.*` and are discovered here."""
+"""Root Typer app. Commands live in `vsslrt.cli.commands.*` and are discovered here.
+
+Discovery, not a list: every public module of `vsslrt.cli.commands` (name without a leading
+underscore) is a command, registered in name order through its `register(app)`, so a new command is one
+new module and nothing else. See `vsslrt.cli.commands` for what a command module holds.
+"""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Annotated
 
 import typer
 
 from vsslrt import __version__
+from vsslrt.cli import commands
 from vsslrt.cli._errors import report_and_exit
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -17,6 +24,13 @@ def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"vsslrt {__version__}")
         raise typer.Exit()
+
+
+def root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """vsslrt: visual sound source localization, fast and honest."""
 
 
 def create_app() -> typer.Typer:
@@ -33,16 +47,7 @@ def create_app() -> typer.Typer:
         add_completion=False,
     )
 
-    @app.callback()
-    def _root(
-        version: bool = typer.Option(
-            False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
-        ),
-    ) -> None:
-        """vsslrt: visual sound source localization, fast and honest."""
-
-    from vsslrt.cli import commands
-
+    app.callback()(root)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue

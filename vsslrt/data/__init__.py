@@ -5,6 +5,7 @@ costs nothing (no SciPy, Pillow, soundfile, PyAV or torch).
 
     load_dataset(kind, data_dir, ...), KINDS   vsslrt.data.datasets
     validate_dataset(dataset, ...)             vsslrt.data.validation
+    probe_media(dataset) -> MediaProbe         vsslrt.data.probe
     Sample, Dataset, OffscreenClip, gt_map     vsslrt.data.records
     AudioFrontend, FRONTENDS, get_frontend,    vsslrt.data.frontends
       prepare_signal, spectrogram_inputs,
@@ -32,6 +33,8 @@ _EXPORTS = {
     "ValidationReport": "vsslrt.data.validation",
     "Problem": "vsslrt.data.problems",
     "DatasetProblemsError": "vsslrt.data.problems",
+    "probe_media": "vsslrt.data.probe",
+    "MediaProbe": "vsslrt.data.probe",
     "AudioFrontend": "vsslrt.data.frontends",
     "FRONTENDS": "vsslrt.data.frontends",
     "get_frontend": "vsslrt.data.frontends",

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vsslrt.data.avsbench import load_avsbench
+from vsslrt.data.extended import load_extended_flickr, load_extended_vggss
 from vsslrt.data.flickr import load_flickr
 from vsslrt.data.is3 import load_is3
 from vsslrt.data.manifest import load_manifest
@@ -50,6 +52,20 @@ KINDS: dict[str, DatasetKind] = {
                     lambda root, m: load_flickr(root, metadata_dir=m.metadata_dir, annotation_dir=m.annotation_file)),
         DatasetKind("manifest", "your own data: manifest.jsonl or manifest.csv in the folder",
                     lambda root, m: load_manifest(root, manifest_file=m.annotation_file)),
+        DatasetKind("flickr-ext", "Extended Flickr-SoundNet: the flickr files plus flickr_test_plus_silent.csv",
+                    lambda root, m: load_extended_flickr(root, metadata_dir=m.metadata_dir,
+                                                         annotation_dir=m.annotation_file)),
+        DatasetKind("vggss-ext", "Extended VGG-SS: the vggss files plus vggss_test_plus_silent.csv (vggss_test.csv)",
+                    lambda root, m: load_extended_vggss(root, metadata_dir=m.metadata_dir,
+                                                        annotation_file=m.annotation_file,
+                                                        class_dict_file=m.class_dict_file)),
+        DatasetKind("avsbench-s4", "AVSBench S4: visual_frames/, gt_masks/, audio_wav/ and s4_meta_data.csv (mask GT)",
+                    lambda root, m: load_avsbench(root, "s4", metadata_dir=m.metadata_dir, annotation_file=m.annotation_file)),
+        DatasetKind("avsbench-ms3", "AVSBench MS3: visual_frames/, gt_masks/, audio_wav/ and ms3_meta_data.csv (mask GT)",
+                    lambda root, m: load_avsbench(root, "ms3", metadata_dir=m.metadata_dir, annotation_file=m.annotation_file)),
+        DatasetKind("is3-masks", "IS3 with its gt_segmentation/ masks as the ground truth (instead of the boxes)",
+                    lambda root, m: load_is3(root, metadata_dir=m.metadata_dir, annotation_file=m.annotation_file,
+                                             class_dict_file=m.class_dict_file, box_file=m.box_file, masks=True)),
     )
 }
 

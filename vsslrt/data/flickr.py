@@ -10,24 +10,28 @@ The sample list is `flickr_test.csv` in the metadata folder (first column: clip 
 annotated id (sorted) when that file is absent. The set has no classes: offscreen audio is drawn from
 any other clip. Each sample is its own group.
 
-Ground truth: the reference weights Flickr boxes by annotator consensus (a pixel covered by one
-annotator counts 0.5). The evaluator takes boolean maps, so here the map is the union of all
-annotators' boxes; this differs from the reference's consensus-weighted cIoU on Flickr.
+Ground truth: every annotator's box is kept (`Sample.boxes`). The reference weights them by
+consensus (protocols-extended.md C1: a pixel covered by one box counts 0.5, by two or more 1);
+`gt_weights` gives that weight map (the dataset's `sources["gt_rule"]` is "consensus"), which the
+evaluators take as weighted ground truth. `Dataset.gt_maps` stays the boolean union of the boxes.
 """
 
 from __future__ import annotations
 
 import csv
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from vsslrt.data.records import Dataset, Sample, check_box_values, resolve_metadata
+from vsslrt.data.records import GT_SIZE, Dataset, Sample, check_box_values, resolve_metadata
 from vsslrt.data.problems import ProblemList
 from vsslrt.errors import DataError
 
 LIST_NAMES = ("flickr_test.csv",)
+GT_RULE = "gt_rule"  # key of Dataset.sources naming the ground-truth rule
+CONSENSUS = "consensus"
 FLICKR_FRAME = 256.0
 _NAMED = ("xmin", "ymin", "xmax", "ymax")
 
@@ -62,7 +66,7 @@ def load_flickr(root: Path, *, metadata_dir: Path, annotation_dir: str | Path | 
             f"Flickr annotations: expected a folder of XML files at {ann_dir}, got no such folder.",
             hint="pass the folder with --annotations",
         )
-    sources = {"annotations": str(ann_dir)}
+    sources = {"annotations": str(ann_dir), GT_RULE: CONSENSUS}
     list_path = resolve_metadata(None, metadata_dir, LIST_NAMES, "Flickr sample list", "--metadata-dir", required=False)
     if list_path is not None:
         with open(list_path, newline="", encoding="utf-8") as f:
@@ -103,3 +107,27 @@ def load_flickr(root: Path, *, metadata_dir: Path, annotation_dir: str | Path | 
             )
         )
     return Dataset("flickr", root, tuple(samples), None, sources, problems.items)
+
+
+def consensus_map(boxes: np.ndarray, size: int = GT_SIZE) -> np.ndarray:
+    """(size, size) float32 consensus weights: min(boxes covering the pixel / 2, 1) (C1)."""
+    count = np.zeros((size, size), dtype=np.float32)
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.int64).reshape(-1, 4):
+        count[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] += 1
+    return np.minimum(count / 2, 1).astype(np.float32)
+
+
+def gt_weights(dataset: Dataset, indices: Sequence[int] | None = None) -> np.ndarray:
+    """(N, 224, 224) float32 ground-truth weights of the given samples (all by default).
+
+    Consensus weights (0, 0.5, 1) for a dataset whose `sources["gt_rule"]` is "consensus" (Flickr
+    and Extended Flickr); elsewhere the boolean union of the boxes as 0/1, so that every other
+    dataset scores exactly as with `Dataset.gt_maps`.
+    """
+    if dataset.sources.get(GT_RULE) != CONSENSUS:
+        return dataset.gt_maps(indices).astype(np.float32)
+    chosen = dataset.samples if indices is None else [dataset.samples[i] for i in indices]
+    out = np.zeros((len(chosen), GT_SIZE, GT_SIZE), dtype=np.float32)
+    for i, sample in enumerate(chosen):
+        out[i] = consensus_map(sample.boxes)
+    return out

@@ -187,9 +187,10 @@ FRONTENDS: dict[str, AudioFrontend] = {
         n_mels=257, compression="db", divisor=1.0, channels="first", paper_raw_negatives=True,
         paper_all_channels_on=("is3",),
     ),
-    # The built-in demo models (vsslrt/assets/demo): 16 kHz, the centred 1 s (tiled when shorter),
-    # scipy PSD with nperseg 512 and noverlap 352 (hop 160), log(S + 1e-7) / 12 for every audio
-    # condition -> (1, 257, 97).
+    # The built-in demo models (vsslrt/assets/demo), trained on the 1 s, 16 kHz clips of
+    # `vsslrt.data.synth` (whose DEMO_FRONTEND is this entry): 16 kHz, the centred 1 s (tiled when
+    # shorter), scipy PSD with nperseg 512 and noverlap 352 (hop 160), log(S + 1e-7) / 12 for every
+    # audio condition -> (1, 257, 97).
     "demo": AudioFrontend(
         name="demo", transform="psd", sample_rate=16_000, duration=1.0, placement="centre", nperseg=512,
         noverlap=352, compression="ln", log_eps=1e-7, divisor=12.0, channels="first",

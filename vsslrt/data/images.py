@@ -13,6 +13,7 @@ both protocol modes (Q22 asks only for a documented choice).
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -27,13 +28,19 @@ _CUBIC_A = -0.75
 
 
 def decode_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to RGB, as `PIL.Image.open(path).convert('RGB')` does.
+    """Decode an image file to RGB, upright, by the rules of `to_rgb`.
+
+    8-bit images (L, P, RGB, RGBA, LA, PA, CMYK, YCbCr, 1, ...) decode exactly as
+    `PIL.Image.open(path).convert('RGB')` does, the reference loaders' call; 16-bit and float
+    images are scaled by their full range. The EXIF orientation, when a file has one, is applied
+    first (`PIL.ImageOps.exif_transpose`), so a camera photo is upright as every viewer shows it.
 
     Returns:
         (H, W, 3) uint8.
 
     Raises:
-        DataError: The file is missing, not an image, or truncated.
+        DataError: The file is missing, not an image, truncated, or in a mode with no faithful 8-bit
+            RGB form.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -45,13 +52,81 @@ def decode_image(path: str | Path) -> np.ndarray:
         )
     try:
         with Image.open(path) as img:
-            rgb = img.convert("RGB")
-            return np.asarray(rgb, dtype=np.uint8)
+            return to_rgb(img, path)
+    except DataError:  # to_rgb's own message (DataError is a ValueError: re-raise it unchanged)
+        raise
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(
             f"{path}: expected a readable image (JPEG, PNG, ...), got: {' '.join(str(exc).split())}.",
             hint="check that the file is complete (open it in an image viewer) or re-encode it",
         ) from None
+
+
+_EXIF_ORIENTATION = 0x0112
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_rgb(img, path: str | Path = "image") -> np.ndarray:
+    """An opened Pillow image -> (H, W, 3) uint8 RGB, upright (the one decoding rule for files and
+    for images received as bytes).
+
+    The EXIF orientation, when the image has one other than 1, is applied first
+    (`PIL.ImageOps.exif_transpose`). Then, by mode:
+      * 16-bit grey (I;16, I;16L, I;16B, I;16N) and 32-bit integer (I) images are scaled by their
+        16-bit full range, v * 255 / 65535 rounded to the nearest integer, so white stays white and
+        mid-grey stays mid-grey (Pillow's own `convert` clips at 255 instead: a 16-bit PNG becomes
+        almost all white). Pillow decodes every 16-bit grey file (PNG, TIFF, PGM) to one of these
+        modes; an I image with values outside [0, 65535] is not 16-bit data and is refused.
+      * Float (F) images in [0, 1] are scaled by 255, those in [0, 255] are taken as they are
+        (Pillow's F -> L rule, the reference's result); both then clip and truncate as Pillow's
+        F -> L does (and torchvision's `to_pil_image`). Other value ranges, NaN or infinity are
+        refused.
+      * Every other mode goes through `convert('RGB')`, exactly the reference loaders' call:
+        transparency (RGBA, LA, PA, P with a transparent colour) is dropped, keeping the stored
+        colour of each pixel, not composited on black or white; a palette image with per-entry
+        transparency goes through RGBA first, which gives the same pixels without Pillow's warning.
+
+    Raises:
+        DataError: An I or F image out of its range, or a mode Pillow cannot convert.
+    """
+    from PIL import ImageOps
+
+    if img.getexif().get(_EXIF_ORIENTATION, 1) in range(2, 9):
+        img = ImageOps.exif_transpose(img)
+    mode = img.mode
+    if mode in SIXTEEN_BIT_MODES or mode == "I":
+        values = np.asarray(img)
+        if mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(
+                f"{path}: expected a 32-bit integer image to hold 16-bit values in [0, 65535], got "
+                f"[{values.min()}, {values.max()}].",
+                hint="convert the image to 8- or 16-bit (e.g. PNG) before use",
+            )
+        grey = ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v * 255 / 65535)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "F":
+        values = np.asarray(img, dtype=np.float32)
+        finite = bool(np.all(np.isfinite(values)))
+        low, high = (float(values.min()), float(values.max())) if values.size and finite else (0.0, 0.0)
+        if not finite or low < 0.0 or high > 255.0:
+            raise DataError(
+                f"{path}: expected a float image with values in [0, 1] or [0, 255], got "
+                f"{'NaN or infinity' if not finite else f'[{low:g}, {high:g}]'}.",
+                hint="convert the image to 8- or 16-bit (e.g. PNG) before use",
+            )
+        scale = np.float32(255.0) if high <= 1.0 else np.float32(1.0)
+        grey = np.clip(values * scale, 0.0, 255.0).astype(np.uint8)  # truncation, as Pillow's F -> L
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "P" and isinstance(img.info.get("transparency"), bytes):
+        img = img.convert("RGBA")
+    try:
+        rgb = img.convert("RGB")
+    except ValueError as exc:  # a mode Pillow has no RGB conversion for (e.g. La)
+        raise DataError(
+            f"{path}: expected an image mode with an RGB conversion, got mode {mode} ({exc}).",
+            hint="re-encode the image as 8-bit RGB (JPEG or PNG)",
+        ) from None
+    return np.asarray(rgb, dtype=np.uint8)
 
 
 def _cubic_weights(t: np.ndarray) -> np.ndarray:
@@ -159,3 +234,53 @@ def image_batch(images: Sequence[np.ndarray], size: int = IMAGE_SIZE) -> np.ndar
 def load_images(paths: Sequence[str | Path], size: int = IMAGE_SIZE) -> np.ndarray:
     """Decode and preprocess image files -> (B, 3, size, size) float32."""
     return image_batch([decode_image(p) for p in paths], size)
+
+
+# Modes `to_rgb` decodes: Pillow's RGB conversions plus the 16-bit, integer and float rules.
+DECODABLE_MODES = frozenset(("1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "LA", "PA", "CMYK", "YCbCr", "LAB", "HSV", "I", "F") + SIXTEEN_BIT_MODES)
+# The last bytes of a complete file of these formats (a little trailing padding is tolerated).
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
+_TAIL_BYTES = 64
+
+
+def image_header(path: str | Path) -> tuple[int, int, str]:
+    """(width, height, mode) from the file header, without decoding the pixels.
+
+    Also checks that the mode is one `decode_image` decodes and, for JPEG and PNG, that the file
+    ends with its end marker; a file without one is decoded in full to tell a truncated file (an
+    error) from harmless trailing data.
+
+    Raises:
+        DataError: The file is missing, not an image, empty, truncated, or in an unsupported mode.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"{path}: expected an image file, got no such file.",
+            hint="check the dataset folder (--data-dir) and the annotation's file names",
+        )
+    try:
+        with open(path, "rb") as f, Image.open(f) as img:
+            width, height = img.size
+            mode, fmt = img.mode, img.format
+            marker = _END_MARKERS.get(fmt or "")
+            if marker is not None:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - _TAIL_BYTES))
+                tail = f.read()
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(
+            f"{path}: expected a readable image (JPEG, PNG, ...), got: {' '.join(str(exc).split())}.",
+            hint="check that the file is complete (open it in an image viewer) or re-encode it",
+        ) from None
+    if width <= 0 or height <= 0:
+        raise DataError(f"{path}: expected an image with at least one pixel, got size {width}x{height}.", hint="re-encode it")
+    if mode not in DECODABLE_MODES:
+        raise DataError(
+            f"{path}: expected an image mode with an RGB conversion, got mode {mode}.",
+            hint="re-encode the image as 8-bit RGB (JPEG or PNG)",
+        )
+    if marker is not None and marker not in tail:
+        decode_image(path)  # raises when the file is truncated
+    return width, height, mode

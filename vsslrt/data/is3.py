@@ -15,10 +15,19 @@ group. The on-screen classes (never drawn as offscreen audio) are taken from the
 filename glob (Q16 fixed): the classes of every record of the pair (class dictionary lookup, else the
 target token) plus every dictionary class whose name appears as whole tokens in the pair key (so both
 objects are excluded even when only one target of the pair is in the sample list).
+
+Paper mode reproduces the reference's rule instead (`Sample.onscreen_reference`, protocol 2.1 step 3):
+list `images/` in directory order, keep the files matching the glob `{pair}*`, and exclude the classes
+(`get_key`: first class of the dictionary listing the file's id) of the first two matches, once each.
+For a name without a numeric id the prefix also matches other pairs' images, so an on-screen class can
+stay among the candidates (Q16). Where the reference would crash (fewer than two matches: IndexError; a
+match in no class: ValueError) the classes found are used and a warning says so.
 """
 
 from __future__ import annotations
 
+import bisect
+import os
 from pathlib import Path
 
 from vsslrt.data.records import (
@@ -63,8 +72,12 @@ def load_is3(
     annotation_file: str | Path | None = None,
     class_dict_file: str | Path | None = None,
     box_file: str | Path | None = None,
+    masks: bool = False,
 ) -> Dataset:
-    """Read IS3 metadata into a Dataset (no media is opened here)."""
+    """Read IS3 metadata into a Dataset (no media is opened here).
+
+    With `masks`, each sample's ground truth is its segmentation mask (`with_segmentation_masks`).
+    """
     problems = ProblemList()
     box_path = resolve_metadata(box_file, metadata_dir, BOX_NAMES, "IS3 boxes", "--boxes")
     box_records = read_json(box_path, "IS3 box list")
@@ -145,6 +158,13 @@ def load_is3(
     for pair, classes in pair_classes.items():
         classes.update(_token_runs(pair) & class_files.keys())
 
+    notes: list[str] = []
+    reference = _reference_onscreen(root / "images", {pair for *_, pair, _ in parsed}, owner, notes)
+    if notes:
+        # Only paper mode uses the reference's rule: its cases are provenance of a paper-mode run, not
+        # warnings for every user of the dataset.
+        sources["paper_mode_onscreen_notes"] = f"{len(notes)} image pairs: " + "; ".join(notes[:5]) + (
+            "; ..." if len(notes) > 5 else "")
     groups = group_ids([pair for *_, pair, _ in parsed])
     samples = []
     for (where, name, image_name, audio_name, boxes, pair, target), group in zip(parsed, groups):
@@ -160,7 +180,73 @@ def load_is3(
                 sound_class=owner.get(name, target),
                 group=group,
                 onscreen=tuple(sorted(pair_classes[pair])),
+                onscreen_reference=reference.get(pair),
             )
         )
     clips = build_class_clips(class_files, lambda n: root / "audio_wav" / f"{n}.wav", samples)
+    if masks:
+        return with_segmentation_masks(Dataset("is3", root, tuple(samples), clips, sources, problems.items))
     return Dataset("is3", root, tuple(samples), clips, sources, problems.items)
+
+
+MASK_FOLDERS = ("gt_segmentation", "gt_masks")
+MASK_SUFFIXES = (".jpg", ".png", ".jpeg")
+
+
+def with_segmentation_masks(dataset: Dataset):
+    """The IS3 dataset with each sample's mask as its ground truth (protocols-extended.md 6.4).
+
+    The masks are the binary maps of IS3's `gt_segmentation` folder (one per annotation, named like
+    the image; `gt_masks/` accepted too), stored as JPEG: read as gray, foreground > 127, at
+    224x224. The released code never reads them, so these are vsslrt's definitions; a sample
+    without a mask file is an error naming the file (`--skip-bad` leaves it out).
+    """
+    import dataclasses
+
+    from vsslrt.data.masks import MaskDataset, MaskSample
+
+    folder = next((dataset.root / f for f in MASK_FOLDERS if (dataset.root / f).is_dir()), None)
+    problems = ProblemList()
+    problems.extend(dataset.problems)
+    if folder is None:
+        raise DataError(f"{dataset.root}: expected a gt_segmentation/ folder of IS3 masks, got none.",
+                        hint="use --dataset is3 for the box ground truth")
+    samples = []
+    for s in dataset.samples:
+        found = next((folder / f"{s.name}{x}" for x in MASK_SUFFIXES if (folder / f"{s.name}{x}").is_file()), None)
+        if found is None:
+            problems.error(folder / f"{s.name}.jpg", f"expected the mask of sample {s.name}, got no such file",
+                           samples=[s.index])
+        fields = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
+        samples.append(MaskSample(**fields, mask=found, mask_encoding="gray"))
+    sources = {**dataset.sources, "masks": str(folder)}
+    return MaskDataset(dataset.kind, dataset.root, tuple(samples), dataset.class_clips, sources, problems.items)
+
+
+def _reference_onscreen(
+    images: Path, pairs: set[str], owner: dict[str, str], notes: list[str]
+) -> dict[str, tuple[str, ...]]:
+    """pair -> the classes the reference excludes for it (module docstring); {} without an image folder."""
+    try:
+        listing = os.listdir(images)  # directory order, as the reference's glob sees it
+    except OSError:
+        return {}  # validation reports the missing images; paper mode then keeps the annotation's classes
+    ordered = sorted(range(len(listing)), key=listing.__getitem__)
+    names = [listing[i] for i in ordered]
+    out = {}
+    for pair in sorted(pairs):
+        lo = bisect.bisect_left(names, pair)
+        hi = lo
+        while hi < len(names) and names[hi].startswith(pair):  # glob "{pair}*"
+            hi += 1
+        first = sorted(ordered[lo:hi])[:2]  # the first two in directory order
+        classes = [owner.get(_stem(listing[i])) for i in first]
+        where = f"{images} ({pair}*)"
+        if len(first) < 2:
+            notes.append(f"{where}: matches {len(first)} image(s) where the reference reads two (it raises "
+                         "IndexError); paper mode excludes the classes found")
+        if None in classes:
+            notes.append(f"{where}: a matching image is in no class of the dictionary (the reference raises "
+                         "ValueError); paper mode skips it")
+        out[pair] = tuple(sorted({c for c in classes if c is not None}))
+    return out

@@ -27,7 +27,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from vsslrt.data.audio_io import DecodedAudio, read_audio
-from vsslrt.data.records import Dataset, OffscreenClip, Sample, gt_maps
+from vsslrt.data.masks import sample_gt_maps
+from vsslrt.data.records import Dataset, OffscreenClip, Sample
 from vsslrt.data.frontends import (
     FIXED,
     AudioFrontend,
@@ -174,7 +175,7 @@ def build_batch(job: _Job) -> Batch:
         offscreen=inputs[n : n + n_off].reshape(per_set) if job.offscreen_inputs else None,
         offscreen_index=np.array([[job.offscreen[r][k].index for k in kept] for r in range(repeats)], dtype=np.int64).reshape(repeats, n),
         noise=inputs[n + n_off :].reshape(per_set) if job.noise_inputs else None,
-        gt=gt_maps([s.boxes for s in samples]),
+        gt=sample_gt_maps(samples),  # masks where the samples have them (vsslrt.data.masks), else boxes
         skipped=skipped,
     )
 
@@ -281,7 +282,7 @@ class BatchLoader:
         bad = [i for i in self.indices if not 0 <= i < len(dataset)]
         if bad:
             raise InputError(f"indices: expected values in [0, {len(dataset)}), got {bad[:5]}.")
-        self.plan = offscreen_plan(dataset, self.indices, run_seed=run_seed, repeats=repeats)
+        self.plan = offscreen_plan(dataset, self.indices, run_seed=run_seed, repeats=repeats, mode=self.mode)
         self.offscreen_indices = np.array([[clip.index for clip in rep] for rep in self.plan], dtype=np.int64).reshape(
             repeats, len(self.indices)
         )

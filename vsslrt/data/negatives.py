@@ -44,8 +44,9 @@ def sample_generator(run_seed: int, repetition: int, index: int, stream: int) ->
     return np.random.default_rng(np.random.SeedSequence(seed))
 
 
-def choose_offscreen(dataset: Dataset, index: int, *, run_seed: int, repetition: int) -> OffscreenClip:
-    """The offscreen clip of sample `index` in one repetition.
+def choose_offscreen(dataset: Dataset, index: int, *, run_seed: int, repetition: int, mode: str = "fixed") -> OffscreenClip:
+    """The offscreen clip of sample `index` in one repetition ("paper" mode: among the candidate
+    classes of the reference's on-screen rule, `Dataset.offscreen_classes`).
 
     Raises:
         DataError: The sample has no candidate (validation reports this before a run).
@@ -60,7 +61,7 @@ def choose_offscreen(dataset: Dataset, index: int, *, run_seed: int, repetition:
             )
         sample = dataset[dataset.nth_other(index, int(rng.integers(count)))]
         return OffscreenClip(sample.name, sample.audio, sample.index)
-    classes = dataset.offscreen_classes(index)
+    classes = dataset.offscreen_classes(index, mode)
     if not classes:
         raise DataError(
             f"sample {dataset[index].name}: expected an offscreen class besides {list(dataset[index].onscreen)}, got none.",
@@ -72,11 +73,12 @@ def choose_offscreen(dataset: Dataset, index: int, *, run_seed: int, repetition:
 
 
 def offscreen_plan(
-    dataset: Dataset, indices: Sequence[int] | None = None, *, run_seed: int, repeats: int
+    dataset: Dataset, indices: Sequence[int] | None = None, *, run_seed: int, repeats: int, mode: str = "fixed"
 ) -> list[list[OffscreenClip]]:
     """plan[r][k]: the offscreen clip of sample indices[k] in repetition r (cheap: no audio is read)."""
     chosen = range(len(dataset)) if indices is None else indices
-    return [[choose_offscreen(dataset, i, run_seed=run_seed, repetition=r) for i in chosen] for r in range(repeats)]
+    return [[choose_offscreen(dataset, i, run_seed=run_seed, repetition=r, mode=mode) for i in chosen]
+            for r in range(repeats)]
 
 
 def noise_signal(

@@ -39,6 +39,8 @@ class Sample:
         sound_class: Class of the positive sound, None where the dataset has no classes.
         group: Integer id of the image the sample belongs to (IS3: the image pair), for interactive IoU.
         onscreen: Classes visible in the image; offscreen audio is never drawn from them.
+        onscreen_reference: The classes the reference code's own rule excludes instead (paper mode;
+            IS3 quirk Q16), or None where it excludes `onscreen`.
     """
 
     index: int
@@ -49,6 +51,7 @@ class Sample:
     sound_class: str | None
     group: int
     onscreen: tuple[str, ...] = ()
+    onscreen_reference: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,11 @@ class Dataset:
             members.setdefault(s.group, []).append(s.index)
         return members
 
-    def offscreen_classes(self, index: int) -> list[str]:
-        """The sorted candidate classes for sample `index` (its on-screen classes removed)."""
-        onscreen = self.samples[index].onscreen
+    def offscreen_classes(self, index: int, mode: str = "fixed") -> list[str]:
+        """The sorted candidate classes for sample `index` (its on-screen classes removed; in "paper"
+        mode the ones the reference's rule removes, where they differ)."""
+        sample = self.samples[index]
+        onscreen = sample.onscreen_reference if mode == "paper" and sample.onscreen_reference is not None else sample.onscreen
         return [c for c in self._drawable_classes if c not in onscreen]
 
     def offscreen_others(self, index: int) -> list[int]:

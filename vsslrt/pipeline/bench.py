@@ -25,11 +25,15 @@ gives. A finished run keeps one consolidated state per engine (`shards/<engine>/
 The per-engine work on a shard of sample indices (`EngineSession.run_shard`) writes nothing and
 returns mergeable evaluator states: the single-process run above is one shard per engine, and
 `vsslrt.pipeline.distributed` runs many shards on Ray actors and merges their states on the driver.
+
+This module is the run itself (checks, sessions, the batch loop); the rest lives beside it:
+`results` (settings and result types), `plan` (thresholds, evaluators, result of one engine),
+`audiocache` (clip embeddings, silence, noise bank), `states` (checkpoint layout), `latency`
+(per-batch summary) and `runfolder` (metrics.json, plots, report.md).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,90 +42,16 @@ from typing import Any
 
 import numpy as np
 
-from vsslrt import __version__
-from vsslrt.pipeline.baselines import baseline_maps
 from vsslrt.errors import DataError, InputError
-from vsslrt.files import atomic_savez, atomic_write_json, atomic_write_text, sha256_file
-from vsslrt.pipeline.runstore import PartLog, ShardCheckpoint
-
-CONDITIONS = ("pos", "silence", "noise", "offscreen")
-NEGATIVES = ("silence", "noise", "offscreen")
-BASELINE_NAMES = ("centre", "whole", "random", "objectness")
-NOISE_BANK_INDEX = 1 << 40  # noise bank entries use sample indices no dataset reaches
-
-
-@dataclass
-class BenchSettings:
-    """What to run; the CLI fills this from its options.
-
-    Attributes:
-        dataset: "vggss", "is3", "flickr" or "manifest".
-        data_dir: The dataset folder.
-        protocol: "fixed" (default) or "paper".
-        repeats: Negative sets per sample (None: 1 in fixed mode, 10 in paper mode, like the paper).
-        seed: The run seed (negatives of sample i, repetition r depend on (seed, r, i) only).
-        thresholds: Universal thresholds by name; None takes the engine's (manifest) thresholds.
-        fixed: The fixed threshold.
-        interp: Upsampling of the maps; None: bilinear (paper mode: the model's reference choice per dataset).
-        batch: Samples per batch.
-        limit: Evaluate only the first `limit` samples.
-        noise_bank: 0 for per-sample noise; K > 0 for a fixed bank of K noise inputs (deviation).
-        workers: Background data workers.
-        skip_bad: Skip samples with unreadable files (counted in the report) instead of failing.
-        ogl: Compute object-guided (OGL) metrics when the engine folder has an object graph.
-        baselines: Score the audio-agnostic baselines too.
-        sweep_points: Candidate thresholds for the calibration sweep and its plot.
-        backend, precision, threads: Passed to `vsslrt.pipeline.encoders.open_encoders`.
-        metadata: Extra `load_dataset` arguments (metadata_dir, annotation_file, ...).
-    """
-
-    dataset: str
-    data_dir: Path
-    protocol: str = "fixed"
-    repeats: int | None = None
-    seed: int = 0
-    thresholds: dict[str, float] | None = None
-    fixed: float = 0.5
-    interp: str | None = None
-    batch: int = 32
-    limit: int | None = None
-    noise_bank: int = 0
-    workers: int = 2
-    skip_bad: bool = False
-    ogl: bool = True
-    baselines: bool = True
-    sweep_points: int = 101
-    backend: str | None = None
-    precision: str | None = None
-    threads: int | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def effective_repeats(self) -> int:
-        return self.repeats if self.repeats is not None else (10 if self.protocol == "paper" else 1)
-
-
-@dataclass
-class EngineResult:
-    """Everything one engine produced in a run."""
-
-    name: str
-    model: str
-    metrics: dict[str, float]
-    baselines: dict[str, dict[str, float]]
-    thresholds: dict[str, dict[str, Any]]
-    calibration: dict[str, dict[str, Any]]
-    max_values: dict[str, np.ndarray]
-    sweep: dict[str, np.ndarray] | None
-    latency: dict[str, Any]
-    n_samples: int
-    skipped: list[dict[str, Any]]
-    manifest: dict[str, Any]
-    state: dict[str, np.ndarray] | None = None  # every evaluator's state, "<evaluator>/<array>"
-    identity: dict[str, Any] | None = None  # the run identity the state belongs to
-
-
-Progress = Callable[[str, int, int], None]  # (engine name, samples done, samples total)
+from vsslrt.files import atomic_write_json
+from vsslrt.pipeline import audiocache
+from vsslrt.pipeline.baselines import baseline_maps
+from vsslrt.pipeline.plan import plan_engine
+from vsslrt.pipeline.results import BatchHook, BenchSettings, EngineResult, Progress, ShardResult
+from vsslrt.pipeline.runfolder import write_run_folder
+from vsslrt.pipeline.runlock import RunLock
+from vsslrt.pipeline.runstore import COMPLETE_NAME, PartLog, read_complete_marker, unfinished_hint
+from vsslrt.pipeline.states import add_time, concat_timings, join_states, split_states
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,6 +66,7 @@ def run_bench(
     resume: bool = False,
     progress: Progress | None = None,
     stop_after_batches: int | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> list[EngineResult]:
     """Run the benchmark for each engine folder and write the run folder.
 
@@ -146,44 +77,89 @@ def run_bench(
         resume: Continue an interrupted run in `out` (its settings must match).
         progress: Called after every batch.
         stop_after_batches: Stop (as if interrupted) after this many batches per engine; for tests.
+        notice: Called with one line for each thing the user should see before the run (dataset
+            warnings, samples left out); the CLI prints them.
 
     Returns:
         One result per engine (also written to `out`).
     """
     out = Path(out)
-    dataset, indices = prepare_run(engines, settings, out, resume=resume)
-    results = []
-    for engine in engines:
-        result = _run_engine(Path(engine), dataset, indices, settings, out, resume, progress, stop_after_batches)
-        if result is None:  # stopped early (tests)
-            return results
-        results.append(result)
-    write_run_folder(out, results, settings, dataset)
+    with RunLock(out):  # one writer per run folder, for the whole run
+        run = start_run(engines, settings, out, resume=resume)
+        for line in run.notices:
+            if notice is not None:
+                notice(line)
+        results = []
+        try:
+            for engine in engines:
+                result = _run_engine(Path(engine), run.dataset, run.indices, settings, out, run.resume, progress,
+                                     stop_after_batches, run.skipped)
+                if result is None:  # stopped early (tests)
+                    return results
+                results.append(result)
+        except DataError as exc:
+            # A file the probe could not see is bad (damage inside a compressed stream): record it, so
+            # the same command continues from the finished batches once the file is fixed.
+            atomic_write_json(out / INTERRUPTED_NAME, {"reason": "data", "error": exc.one_line()})
+            raise DataError(exc.message, hint=(f"{exc.hint}; " if exc.hint else "") + "fix the file, then run the "
+                            f"same command again: it continues from the finished batches in {out}") from None
+        write_run_folder(out, results, settings, run.dataset, run.info)
+        (out / INTERRUPTED_NAME).unlink(missing_ok=True)
     return results
 
 
-def prepare_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path, *, resume: bool) -> tuple[Any, list[int]]:
-    """Check the engines, the settings and the run folder; load the dataset.
+INTERRUPTED_NAME = "interrupted.json"  # a run stopped by a bad media file: the plain command continues it
+FINGERPRINT_NAME = "fingerprint.json"
 
-    Returns:
-        The dataset and the sample indices of the run (the first `settings.limit` of the dataset).
+
+@dataclass
+class RunStart:
+    """A checked run: its dataset and samples, what the CLI shows first, what the report records."""
+
+    dataset: Any
+    indices: list[int]
+    resume: bool
+    info: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def start_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path, *, resume: bool) -> RunStart:
+    """Everything before the first batch: the run folder's state, the dataset, its fingerprint and probe.
+
+    * a finished folder (its completion marker) is refused; one without the marker is unfinished
+      and needs --resume (or, after a bad media file stopped it, the same command);
+    * the dataset is validated; with --skip-bad, samples whose files are missing are left out;
+    * every image and audio header is probed before any batch: all problems at once
+      (`problems.txt` in the run folder), or with --skip-bad those samples are left out;
+    * the dataset fingerprint is stored at the start and checked on --resume.
     """
     from vsslrt.data import load_dataset
+    from vsslrt.data.problems import DatasetProblemsError
+    from vsslrt.data.probe import probe_media
+    from vsslrt.data.validation import validate_dataset
+    from vsslrt.pipeline.fingerprint import check_same_data, dataset_fingerprint, read_fingerprint
 
     if not engines:
         raise InputError("bench: expected at least one --engine folder, got none.")
-    if out.exists() and any(out.iterdir()) and not resume and (out / "metrics.json").exists():
-        raise InputError(
-            f"{out}: expected an empty or new run folder, got a finished run.",
-            hint="choose another --out folder, or delete this one",
-        )
-    if out.exists() and not resume and (out / "shards").exists():
-        raise InputError(
-            f"{out}: holds an interrupted run.",
-            hint="add --resume to continue it, or choose another --out folder",
-        )
-    _check_settings(settings)
-    dataset = load_dataset(settings.dataset, settings.data_dir, **settings.metadata)
+    after_data_error = (out / INTERRUPTED_NAME).is_file()
+    if read_complete_marker(out, verify=False) is not None:
+        raise InputError(f"{out}: expected an empty or new run folder, got a finished run ({COMPLETE_NAME}).",
+                         hint="choose another --out folder, or delete this one")
+    started = (out / "shards").exists()
+    if started and not resume and not after_data_error:
+        raise InputError(f"{out}: holds an unfinished run.",
+                         hint=unfinished_hint(out) + ", or choose another --out folder")
+    resume = resume or (started and after_data_error)
+    settings.check()
+    dataset = load_dataset(settings.dataset, settings.data_dir, validate=False, **settings.metadata)
+    report = validate_dataset(dataset, raise_on_error=False)
+    problems_file = out / "problems.txt"
+    leave_out: dict[int, str] = {}
+    if report.errors:
+        if not (settings.skip_bad and report.only_bad_files):
+            report.raise_for_errors(problems_file=problems_file)
+        leave_out.update(report.bad_samples)
     indices = list(range(len(dataset)))
     if settings.limit is not None:
         indices = indices[: settings.limit]
@@ -193,153 +169,49 @@ def prepare_run(engines: Sequence[str | Path], settings: BenchSettings, out: Pat
     if len(set(names)) != len(names):
         raise InputError(f"engines: expected folders with distinct names, got {names}.",
                          hint="each engine's results are stored under its folder name")
-    return dataset, indices
+
+    fingerprint = dataset_fingerprint(dataset, indices)
+    if resume and (out / FINGERPRINT_NAME).is_file():
+        check_same_data(read_fingerprint(out / FINGERPRINT_NAME), fingerprint, out, media_may_change=after_data_error)
+
+    probe = probe_media(dataset, workers=4, skip_missing=True)
+    if probe.problems:
+        if not settings.skip_bad:
+            raise DatasetProblemsError(f"{dataset.kind} dataset at {dataset.root}", probe.problems,
+                                       root=dataset.root, problems_file=problems_file)
+        # --skip-bad: the samples of bad files are left out; a bad offscreen-only clip is skipped
+        # where it is drawn (the batch loader's skip_bad).
+        for i, reason in probe.bad_samples.items():
+            leave_out.setdefault(i, reason)
+    run_set = set(indices)
+    skipped = [{"index": i, "name": dataset[i].name, "file": reason.split(": ", 1)[0], "reason": reason}
+               for i, reason in sorted(leave_out.items()) if i in run_set]
+    kept = [i for i in indices if i not in leave_out]
+    if not kept:
+        raise DataError(f"{settings.data_dir}: no sample is readable ({len(skipped)} left out).",
+                        hint=f"see {problems_file}" if problems_file.exists() else "check the data folder")
+    atomic_write_json(out / FINGERPRINT_NAME, fingerprint)  # checked by every later --resume
+
+    warnings = [f"{p.where}: {' '.join(p.message.split())}" for p in report.warnings]
+    notices = []
+    if report.warnings:
+        notices.append(report.warnings_summary(limit=5))
+    if skipped:
+        notices.append(f"{len(skipped)} sample{'s' if len(skipped) != 1 else ''} left out before the run "
+                       f"(--skip-bad): unreadable or missing media; listed in {out}/report.md")
+    info = {"fingerprint": {k: v for k, v in fingerprint.items() if k != "media_files"}, "warnings": warnings,
+            "probe_skipped": skipped, "probe": probe.summary()}
+    return RunStart(dataset, kept, resume, info, notices, skipped)
 
 
-def _check_settings(s: BenchSettings) -> None:
-    if s.protocol not in ("fixed", "paper"):
-        raise InputError(f"protocol: expected 'fixed' or 'paper', got {s.protocol!r}.")
-    for name, value, low in (("batch", s.batch, 1), ("repeats", s.effective_repeats, 1), ("noise bank", s.noise_bank, 0),
-                             ("seed", s.seed, 0), ("workers", s.workers, 0), ("sweep points", s.sweep_points, 2)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise InputError(f"{name}: expected an integer >= {low}, got {value!r}.")
-    if s.limit is not None and s.limit < 1:
-        raise InputError(f"limit: expected an integer >= 1, got {s.limit!r}.")
+def prepare_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path, *, resume: bool) -> tuple[Any, list[int]]:
+    """`start_run` for callers that need only the dataset and the run's sample indices."""
+    run = start_run(engines, settings, out, resume=resume)
+    return run.dataset, run.indices
 
 
 # ------------------------------------------------------------------------------------------------
-# One engine: its plan (host only), a session (open encoders) and shards of sample indices
-
-
-@dataclass
-class EnginePlan:
-    """How one engine is evaluated, from its manifest and the settings alone (no encoders needed).
-
-    A single-process run and a distributed driver build the same plan, so both create evaluators
-    with the same configuration and turn the merged evaluator state into the same `EngineResult`.
-    """
-
-    folder: Path
-    manifest: Any
-    backend: str
-    precision: str
-    use_ogl: bool
-    thresholds: dict[str, dict[str, Any]]
-    interp: str
-    value_range: tuple[float, float]
-    sweep: np.ndarray
-    baseline_names: list[str]
-    manifest_sha256: str
-
-    @property
-    def name(self) -> str:
-        return self.folder.name
-
-    def new_evaluators(self, settings: BenchSettings) -> dict[str, Any]:
-        """Empty evaluators: "model", and "baseline:<name>" for each scored baseline."""
-        from vsslrt.eval import Evaluator
-
-        def new(sweep: Any) -> Any:
-            return Evaluator(protocol=settings.protocol, thresholds={k: v["value"] for k, v in self.thresholds.items()},
-                             fixed=settings.fixed, interp=self.interp, sweep=sweep)
-
-        # Only the model's evaluator keeps the calibration sweep (per-sample values at every candidate
-        # threshold); the baselines are scored at the run's thresholds, which keeps their state small.
-        return {"model": new(self.sweep), **{f"baseline:{b}": new(None) for b in self.baseline_names}}
-
-    def identity(self, settings: BenchSettings, n_samples: int) -> dict[str, Any]:
-        """What a resume checkpoint must match: every setting that changes the numbers."""
-        return {
-            "vsslrt": __version__, "engine": self.name, "manifest_sha256": self.manifest_sha256,
-            "dataset": settings.dataset, "data_dir": str(Path(settings.data_dir).resolve()), "samples": n_samples,
-            "protocol": settings.protocol, "repeats": settings.effective_repeats, "seed": settings.seed,
-            "thresholds": self.thresholds, "fixed": settings.fixed, "interp": self.interp, "batch": settings.batch,
-            "noise_bank": settings.noise_bank, "ogl": self.use_ogl, "baselines": self.baseline_names,
-            "backend": self.backend, "precision": self.precision, "sweep_points": settings.sweep_points,
-        }
-
-    def result(self, evaluators: dict[str, Any], skipped: list[dict[str, Any]], timings: dict[str, list[float]],
-               settings: BenchSettings, latency: dict[str, Any] | None = None,
-               identity: dict[str, Any] | None = None) -> EngineResult:
-        """Metrics, baselines, calibration and latency from the (merged) evaluators of the whole run.
-
-        Args:
-            latency: The latency block; defaults to the per-batch summary of `timings`.
-            identity: The run identity (`identity()`), stored with the final state in the run folder.
-        """
-        model_ev = evaluators["model"]
-        if len(model_ev) == 0:
-            raise DataError(f"{settings.data_dir}: no sample could be evaluated ({len(skipped)} skipped).",
-                            hint="run without --skip-bad to see the first error")
-        repeats = settings.effective_repeats
-        metrics = model_ev.compute()
-        base_metrics = {k.split(":", 1)[1]: ev.compute() for k, ev in evaluators.items() if k != "model"}
-        calibration, sweep_curves = _calibrate(model_ev)
-        if latency is None:
-            latency = latency_summary(timings, repeats, self.backend, self.precision, settings.protocol)
-        manifest = self.manifest
-        return EngineResult(
-            name=self.name, model=manifest.model, metrics=metrics, baselines=base_metrics,
-            thresholds=self.thresholds, calibration=calibration, max_values=model_ev.max_values(), sweep=sweep_curves,
-            latency=latency, n_samples=len(model_ev) // repeats, skipped=skipped,
-            manifest={"model": manifest.model, "frontend": manifest.frontend, "backend": self.backend,
-                      "precision": self.precision, "checkpoint": manifest.checkpoint.label,
-                      "sha256": self.manifest_sha256, "ogl": self.use_ogl, "interp": self.interp},
-            state=join_states({k: ev.state() for k, ev in evaluators.items()}),
-            identity=identity,
-        )
-
-
-def plan_engine(folder: Path, settings: BenchSettings, manifest, *, backend: str, precision: str,
-                use_ogl: bool) -> EnginePlan:
-    """The plan of one engine folder for these settings.
-
-    Args:
-        folder: The engine folder.
-        settings: What to run.
-        manifest: The folder's (verified) manifest.
-        backend, precision: What the encoders run with (as resolved by `open_encoders`).
-        use_ogl: Whether the object-saliency graph is opened (OGL metrics and the objectness baseline).
-    """
-    from vsslrt.eval.calibration import candidate_grid
-
-    value_range = (manifest.head.offset - manifest.head.scale, manifest.head.offset + manifest.head.scale)
-    return EnginePlan(
-        folder=Path(folder), manifest=manifest, backend=backend, precision=precision, use_ogl=use_ogl,
-        thresholds=_thresholds(settings, manifest), interp=settings.interp or _default_interp(settings, manifest),
-        value_range=value_range, sweep=candidate_grid(value_range, settings.sweep_points),
-        baseline_names=[b for b in BASELINE_NAMES if settings.baselines and (b != "objectness" or use_ogl)],
-        manifest_sha256=_manifest_hash(Path(folder)),
-    )
-
-
-@dataclass
-class ShardResult:
-    """What one engine produced on a shard of sample indices: host data only, nothing written.
-
-    Attributes:
-        states: `Evaluator.state()` by evaluator ("model", "baseline:<name>"); mergeable, because
-            sample ids are global (repetition * len(dataset) + index).
-        done: Sample indices finished (evaluated or skipped), ascending.
-        skipped: Skipped samples (index, name, file, reason), in batch order.
-        timings: Per-batch stage times in seconds by stage, and "setup_s".
-        backend, precision, use_ogl: What the encoders ran with.
-        stopped: True when `on_batch` asked to stop before the shard's end.
-    """
-
-    states: dict[str, dict[str, np.ndarray]]
-    done: list[int]
-    skipped: list[dict[str, Any]]
-    timings: dict[str, list[float]]
-    backend: str
-    precision: str
-    use_ogl: bool
-    stopped: bool = False
-
-
-# on_batch(batch_evaluators, batch_done, batch_skipped, batch_timings) after every batch of a shard,
-# with what THAT batch added (its own evaluators hold only its samples); True stops the shard.
-BatchHook = Callable[[dict[str, Any], set[int], list[dict[str, Any]], dict[str, list[float]]], bool]
+# One engine: a session (open encoders, its plan) and shards of sample indices
 
 
 class EngineSession:
@@ -362,11 +234,13 @@ class EngineSession:
         self.dataset = dataset
         self.settings = settings
         self.encoders = open_encoders(self.folder, backend=settings.backend, precision=settings.precision,
-                                      threads=settings.threads, with_object=settings.ogl)
+                                      threads=settings.threads, with_object=settings.ogl,
+                                      allow_host_code=settings.trust_engine_code)
         try:
             self.spec = get_frontend(self.encoders.manifest.frontend)
             self.plan = plan_engine(self.folder, settings, self.encoders.manifest, backend=self.encoders.backend,
-                                    precision=self.encoders.precision, use_ogl=self.encoders.objectness is not None)
+                                    precision=self.encoders.precision, use_ogl=self.encoders.objectness is not None,
+                                    dataset=dataset)
         except BaseException:
             self.encoders.close()
             raise
@@ -409,6 +283,7 @@ class EngineSession:
         done: set[int] = set()
         skipped: list[dict[str, Any]] = []
         timings: dict[str, list[float]] = {}
+        extras = _protocol_inputs(dataset, plan.protocols)
 
         def finish(stopped: bool) -> ShardResult:
             return ShardResult(states={k: ev.state() for k, ev in evaluators.items()}, done=sorted(done),
@@ -426,14 +301,14 @@ class EngineSession:
             loader.offscreen_inputs = False  # the audio pass below provides offscreen embeddings
 
         t0 = time.perf_counter()
-        silence_emb = encoders.embed_audio(_silence(spec, mode)[None])
+        silence_emb = encoders.embed_audio(audiocache.silence(spec, mode)[None])
         audio_cache: dict[int, Any] = {}
         failed_clips: dict[int, str] = {}
         if reuse:
             needed = sorted(set(todo) | {int(i) for i in np.unique(loader.offscreen_indices)})
-            audio_cache, failed_clips = _encode_clips(dataset, needed, spec, mode, encoders, settings)
-        bank = _noise_bank(spec, mode, settings, encoders) if settings.noise_bank else None
-        _add_time(timings, "setup_s", time.perf_counter() - t0)
+            audio_cache, failed_clips = audiocache.encode_clips(dataset, needed, spec, mode, encoders, settings)
+        bank = audiocache.noise_bank(spec, mode, settings, encoders) if settings.noise_bank else None
+        add_time(timings, "setup_s", time.perf_counter() - t0)
 
         if loader is None:
             return finish(False)
@@ -454,11 +329,11 @@ class EngineSession:
             if keep is not None and len(keep):
                 stage = _process_batch(batch, keep, encoders, spec, mode, repeats, settings, reuse, audio_cache,
                                        silence_emb, bank, batch_evaluators, plan.baseline_names, plan.value_range,
-                                       len(dataset), similarity_maps_multi)
+                                       len(dataset), similarity_maps_multi, extras)
                 stage["frontend_wait"] = t_ready - t_wait
                 stage["batch_size"] = float(len(keep))
                 for k, v in stage.items():
-                    _add_time(batch_timings, k, v)
+                    add_time(batch_timings, k, v)
             batch_skipped.extend(asdict(s) for s in batch.skipped)
             batch_done = {int(i) for i in batch.indices} | {s.index for s in batch.skipped}
             for key, ev in batch_evaluators.items():
@@ -476,7 +351,8 @@ class EngineSession:
         return finish(False)
 
 
-def _run_engine(folder, dataset, indices, settings, out, resume, progress, stop_after_batches) -> EngineResult | None:
+def _run_engine(folder, dataset, indices, settings, out, resume, progress, stop_after_batches,
+                left_out=()) -> EngineResult | None:
     """One engine over the whole run in this process, each finished batch appended to the part log."""
     with EngineSession(folder, dataset, settings) as session:
         plan = session.plan
@@ -488,7 +364,7 @@ def _run_engine(folder, dataset, indices, settings, out, resume, progress, stop_
         prior_timings: list[dict[str, list[float]]] = []
         if log.exists():
             if not resume:
-                raise InputError(f"{out}: holds an interrupted run.", hint="add --resume to continue it")
+                raise InputError(f"{out}: holds an unfinished run.", hint=unfinished_hint(out))
             for state, done, extra in log.load():
                 for key, part in split_states(state).items():
                     if key in evaluators:
@@ -518,35 +394,33 @@ def _run_engine(folder, dataset, indices, settings, out, resume, progress, stop_
         shard = session.run_shard(todo, evaluators=evaluators, on_batch=on_batch)
         if shard.stopped:
             return None
-        return plan.result(evaluators, prior_skipped + shard.skipped, concat_timings([*prior_timings, shard.timings]),
+        if settings.examples:
+            from vsslrt.pipeline.examples import write_failure_views
+
+            # While the session is open: the worst samples' maps are recomputed with its encoders.
+            write_failure_views(out, session, dataset, evaluators["model"], settings.examples)
+        return plan.result(evaluators, list(left_out) + prior_skipped + shard.skipped, concat_timings([*prior_timings, shard.timings]),
                            settings, identity=identity)
 
 
-def join_states(states: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """{evaluator: state} -> one flat mapping "<evaluator>/<array>" (the checkpoint layout)."""
-    return {f"{key}/{name}": value for key, state in states.items() for name, value in state.items()}
+def _protocol_inputs(dataset, protocols: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Per-dataset arrays the protocol evaluators read, computed once per shard (not per batch)."""
+    from vsslrt.data.flickr import CONSENSUS, GT_RULE
 
-
-def split_states(flat: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    """The inverse of `join_states`."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for name, value in flat.items():
-        key, _, array = name.partition("/")
-        out.setdefault(key, {})[array] = value
-    return out
-
-
-def concat_timings(parts: Sequence[dict[str, list[float]]]) -> dict[str, list[float]]:
-    """Per-stage time lists of several shards (or of a resumed run), in the given order."""
-    out: dict[str, list[float]] = {}
-    for part in parts:
-        for name, values in part.items():
-            out.setdefault(name, []).extend(float(v) for v in values)
+    names = {name for name, _ in protocols}
+    out: dict[str, Any] = {"dataset": dataset, "consensus": dataset.sources.get(GT_RULE) == CONSENSUS}
+    positive = getattr(dataset, "positive", None)
+    out["positive"] = None if positive is None else np.asarray(positive, dtype=bool)
+    if "slavc-extended" in names:
+        out["n_boxes"] = np.asarray(dataset.n_boxes, dtype=np.int64)
+    if names & {"avsbench", "avsbench-robust"}:
+        videos = np.asarray(dataset.videos, dtype=np.int64)
+        out["videos"], out["n_videos"] = videos, int(videos.max()) + 1 if videos.size else 0
     return out
 
 
 def _process_batch(batch, keep, encoders, spec, mode, repeats, settings, reuse, audio_cache, silence_emb, bank,
-                   evaluators, baseline_names, value_range, n_dataset, contract) -> dict[str, float]:
+                   evaluators, baseline_names, value_range, n_dataset, contract, extras=None) -> dict[str, float]:
     """Encoders + maps + evaluator update for one batch; returns stage times in seconds."""
     times: dict[str, float] = {}
     clock = time.perf_counter
@@ -554,6 +428,15 @@ def _process_batch(batch, keep, encoders, spec, mode, repeats, settings, reuse, 
     images = np.ascontiguousarray(batch.images[keep])
     gt = batch.gt[keep]
     groups = batch.groups[keep]
+    if gt.dtype == np.bool_:
+        # Masks read from mode-'1' PNGs can hold True as the byte 255; the evaluators' byte-level
+        # counting expects canonical 0/1 booleans.
+        gt = gt.view(np.uint8) != 0
+    if extras is not None and extras["consensus"]:
+        from vsslrt.data.flickr import gt_weights
+
+        # Flickr's consensus ground truth (0 / 0.5 / 1); the loader yields the boolean union of the boxes.
+        gt = gt_weights(extras["dataset"], idx)
 
     t = clock()
     visual = encoders.embed_images(images)
@@ -580,7 +463,7 @@ def _process_batch(batch, keep, encoders, spec, mode, repeats, settings, reuse, 
         if bank is None:
             noise_emb = encoders.embed_audio(np.ascontiguousarray(batch.noise[r][keep]))
         else:
-            noise_emb = bank[_bank_choice(settings.seed, r, idx, len(bank))]
+            noise_emb = bank[audiocache.bank_choice(settings.seed, r, idx, len(bank))]
         times["audio_encoder"] = times.get("audio_encoder", 0.0) + clock() - t
 
         t = clock()
@@ -593,6 +476,11 @@ def _process_batch(batch, keep, encoders, spec, mode, repeats, settings, reuse, 
                                    sample_ids=sample_ids)
         times["evaluator"] = times.get("evaluator", 0.0) + clock() - t
 
+        if extras is not None:
+            t = clock()
+            _update_protocols(evaluators, extras, r, idx, maps, gt, groups, visual, pos_emb, n_dataset)
+            times["protocols"] = times.get("protocols", 0.0) + clock() - t
+
         t = clock()
         h = int(maps.shape[-1])
         for name in baseline_names:
@@ -602,6 +490,35 @@ def _process_batch(batch, keep, encoders, spec, mode, repeats, settings, reuse, 
                                                   sample_ids=sample_ids)
         times["baselines"] = times.get("baselines", 0.0) + clock() - t
     return times
+
+
+def _update_protocols(evaluators, extras, r, idx, maps, gt, groups, visual, pos_emb, n_dataset) -> None:
+    """The protocol presets' evaluators on one repetition of a batch.
+
+    The extended, interactive and retrieval protocols read only the positive map (or the positive
+    embeddings), the same at every repetition: they are fed once per sample, at repetition 0, with
+    the dataset index as sample id. The mask protocols score every repetition's conditions.
+    """
+    from vsslrt.eval.keys import CONDITIONS
+
+    ev = evaluators.get("protocol:slavc-extended")
+    if ev is not None and r == 0:
+        ev.update(maps[0], gt, extras["positive"][idx], n_boxes=extras["n_boxes"][idx], sample_ids=idx)
+    ev = evaluators.get("protocol:sslalign-is3")
+    if ev is not None and r == 0:
+        ev.update(maps[0], gt, np.asarray(groups, dtype=np.int64), sample_ids=idx)
+    ev = evaluators.get("protocol:retrieval")
+    if ev is not None and r == 0:
+        # Sounding pairs only; the embeddings are the ones the maps were made from (no extra encoder work).
+        rows = np.arange(len(idx)) if extras["positive"] is None else np.flatnonzero(extras["positive"][idx])
+        if rows.size:
+            ev.update(visual[rows], pos_emb[rows], group=np.asarray(groups, dtype=np.int64)[rows], sample_ids=idx[rows])
+    for name in ("avsbench", "avsbench-robust"):
+        ev = evaluators.get(f"protocol:{name}")
+        if ev is not None:
+            by_condition = dict(zip(CONDITIONS, maps))
+            ev.update({c: by_condition[c] for c in ev.config.conditions}, gt,
+                      video=r * extras["n_videos"] + extras["videos"][idx], sample_ids=r * n_dataset + idx)
 
 
 def _usable(batch, reuse, failed_clips, skip_bad, skipped, dataset) -> np.ndarray | None:
@@ -618,313 +535,3 @@ def _usable(batch, reuse, failed_clips, skip_bad, skipped, dataset) -> np.ndarra
         skipped.append({"index": i, "name": batch.names[row], "file": str(dataset[clip].audio),
                         "reason": failed_clips[clip]})
     return np.flatnonzero(~bad)
-
-
-# ------------------------------------------------------------------------------------------------
-# Audio: one embedding per clip, silence once, noise bank
-
-
-def _encode_clips(dataset, indices, spec, mode, encoders, settings) -> tuple[dict[int, Any], dict[int, str]]:
-    """Positive embeddings of the given clips, computed in fixed chunks (batch-size independent results).
-
-    Decoding and front-ends run in a thread pool while the encoder runs; unreadable clips raise
-    DataError, or with skip_bad are returned in the failure map.
-    """
-    chunks = [indices[i : i + settings.batch] for i in range(0, len(indices), settings.batch)]
-
-    def prepare(chunk: list[int]) -> tuple[list[int], np.ndarray | None, dict[int, str]]:
-        from vsslrt.data import prepare_signal, read_audio, spectrogram_inputs
-
-        ok, signals, rates, failed = [], [], [], {}
-        for i in chunk:
-            try:
-                sig, rate = prepare_signal(read_audio(dataset[i].audio), spec, mode=mode, role="positive",
-                                           dataset_kind=dataset.kind)
-            except DataError as exc:
-                if not settings.skip_bad:
-                    raise
-                failed[i] = exc.one_line()
-                continue
-            ok.append(i)
-            signals.append(sig)
-            rates.append(rate)
-        inputs = spectrogram_inputs(signals, spec, rates=rates) if signals else None
-        return ok, inputs, failed
-
-    cache: dict[int, Any] = {}
-    failures: dict[int, str] = {}
-    workers = max(1, settings.workers)
-    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vsslrt-audio") as pool:
-        pending = [pool.submit(prepare, c) for c in chunks[: workers + 1]]
-        next_chunk = len(pending)
-        while pending:
-            ok, inputs, failed = pending.pop(0).result()
-            if next_chunk < len(chunks):
-                pending.append(pool.submit(prepare, chunks[next_chunk]))
-                next_chunk += 1
-            failures.update(failed)
-            if inputs is not None:
-                emb = encoders.embed_audio(inputs)
-                for row, i in enumerate(ok):
-                    cache[i] = emb[row]
-    return cache, failures
-
-
-def _silence(spec, mode) -> np.ndarray:
-    from vsslrt.data import silence_input
-
-    return np.ascontiguousarray(silence_input(spec, mode))
-
-
-def _noise_bank(spec, mode, settings, encoders) -> Any:
-    """K noise inputs drawn once from (seed, bank entry) and encoded once: (K, K_maps, C)."""
-    from vsslrt.data import noise_signal, spectrogram_inputs
-
-    signals = [noise_signal(spec, run_seed=settings.seed, repetition=0, index=NOISE_BANK_INDEX + k)
-               for k in range(settings.noise_bank)]
-    inputs = spectrogram_inputs(signals, spec, compress=spec.compresses_negatives(mode))
-    return encoders.embed_audio(inputs)
-
-
-def _bank_choice(seed: int, repetition: int, indices: np.ndarray, size: int) -> np.ndarray:
-    """Which bank entry each sample uses: a per-sample draw, independent of batching."""
-    return np.array([np.random.default_rng([seed, repetition, int(i), 2]).integers(size) for i in indices])
-
-
-# ------------------------------------------------------------------------------------------------
-# Thresholds, calibration, latency
-
-
-def _thresholds(settings: BenchSettings, manifest) -> dict[str, dict[str, Any]]:
-    if settings.thresholds is not None:
-        chosen = {k: {"value": float(v), "provenance": "given on the command line"} for k, v in settings.thresholds.items()}
-    else:
-        chosen = {k: {"value": float(t.value), "provenance": t.provenance} for k, t in manifest.thresholds.items()}
-    if settings.protocol == "paper":
-        missing = [k for k in ("max", "max10", "maxq3") if k not in chosen]
-        if missing:
-            raise InputError(
-                f"paper protocol: expected universal thresholds max, max10 and maxq3, got none for {', '.join(missing)}.",
-                hint="pass --thresholds max=...,max10=...,maxq3=... (the engine's manifest has none)",
-            )
-    return chosen
-
-
-def _default_interp(settings: BenchSettings, manifest) -> str:
-    if settings.protocol == "paper":
-        from vsslrt.models import REGISTRY
-
-        spec = REGISTRY.get(manifest.model)
-        if spec is not None:
-            return spec.interp_paper.get(settings.dataset, "bilinear")
-    return "bilinear"
-
-
-def _calibrate(evaluator) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray] | None]:
-    """Threshold candidates by the three rules of `vsslrt.eval.calibration`, with provenance."""
-    from vsslrt.eval.calibration import (sweep_curves, threshold_balanced_accuracy, threshold_from_quantile,
-                                         threshold_max_f)
-
-    out: dict[str, dict[str, Any]] = {}
-    rules = {
-        "max_f": lambda: threshold_max_f(evaluator),
-        "balanced_accuracy": lambda: threshold_balanced_accuracy(evaluator),
-        "pos_q3": lambda: threshold_from_quantile(evaluator, "pos", 0.75, 1.0),
-        "pos_median_x1.1": lambda: threshold_from_quantile(evaluator, "pos", 0.5, 1.1),
-    }
-    for name, rule in rules.items():
-        try:
-            t = rule()
-        except InputError as exc:
-            out[name] = {"value": None, "provenance": f"undefined: {exc.one_line()}"}
-            continue
-        out[name] = {"value": float(t.value), "provenance": t.provenance}
-    try:
-        curves = sweep_curves(evaluator)
-    except InputError:
-        curves = None
-    return out, curves
-
-
-def _add_time(timings: dict[str, list[float]], name: str, seconds: float) -> None:
-    timings.setdefault(name, []).append(float(seconds))
-
-
-def latency_summary(timings: dict[str, list[float]], repeats: int, backend: str, precision: str,
-                    mode: str) -> dict[str, Any]:
-    """Per-batch stage statistics of the run (milliseconds) and its throughput."""
-    from vsslrt.engine.profiler import LatencyStats, environment_block
-
-    sizes = timings.get("batch_size", [])
-    stages = {k: LatencyStats.from_samples(v).to_json_ms() for k, v in timings.items()
-              if k not in ("batch_size", "setup_s") and v}
-    compute = [sum(timings[k][i] for k in timings if k not in ("batch_size", "setup_s") and i < len(timings[k]))
-               for i in range(len(sizes))]
-    samples = float(sum(sizes))
-    wall = float(sum(compute)) + float(sum(timings.get("setup_s", [])))
-    per_sample = [c / s for c, s in zip(compute, sizes) if s]
-    return {
-        "what": "per-batch times of the benchmark run, all four audio conditions per sample",
-        "samples": samples,
-        "repeats": repeats,
-        "setup_s": float(sum(timings.get("setup_s", []))),
-        "total_s": wall,
-        "samples_per_s": samples / wall if wall > 0 else None,
-        "maps_per_s": 4 * repeats * samples / wall if wall > 0 else None,
-        "per_sample_ms": LatencyStats.from_samples(per_sample).to_json_ms() if per_sample else None,
-        "stages_ms_per_batch": stages,
-        "environment": environment_block(backend=backend, precision=precision, extra={"protocol": mode}),
-    }
-
-
-def _manifest_hash(folder: Path) -> str:
-    return sha256_file(folder / "manifest.json")
-
-
-# ------------------------------------------------------------------------------------------------
-# Run folder
-
-
-def headline_threshold(metrics: dict[str, float]) -> str:
-    """The universal threshold the summary leads with: maxq3 when present, else the first universal one."""
-    names = sorted({k.split("@", 1)[1] for k in metrics if k.startswith("pos/miou@")})
-    for preferred in ("maxq3",):
-        if preferred in names:
-            return preferred
-    universal = [n for n in names if n not in ("median", "adaptive", "fixed")]
-    return universal[0] if universal else "fixed"
-
-
-def summary_rows(result: EngineResult) -> list[tuple[str, str, str]]:
-    """(metric, model value, margin over the best baseline) rows of the one-screen summary.
-
-    Works for both protocols: paper-mode keys are mapped to the same quantities.
-    """
-    m = result.metrics
-    paper = "CIoU" in m
-    thr = "maxq3" if paper else headline_threshold(m)
-    rows: list[tuple[str, str | None, bool]] = []  # (label, key, higher is better)
-    if paper:
-        rows += [("pos cIoU (pooled, Q1)", "CIoU", True), ("pos AUC (pooled, Q1)", "AUC", True),
-                 ("pos mIoU@maxq3", "CIoU_maxq3", True)]
-        rows += [(f"{n} pIA@maxq3", f"pIA_{c}_MaxQ3", False) for n, c in
-                 (("silence", "Silence"), ("noise", "Noise"), ("offscreen", "OffScreen"))]
-        rows += [("F pos/neg@maxq3", "F_Pos_Neg", True), ("F AUC/AOC@maxq3", "F_AUC_AOC_Pos_Neg", True)]
-    else:
-        rows += [("pos cIoU@median", "pos/ciou@median", True), ("pos AUC@median", "pos/auc@median", True),
-                 (f"pos mIoU@{thr}", f"pos/miou@{thr}", True)]
-        rows += [(f"{n} pIA@{thr}", f"{n}/pia@{thr}", False) for n in NEGATIVES]
-        rows += [(f"F pos/neg@{thr}", f"f/pos_neg@{thr}", True), (f"F AUC/AOC@{thr}", f"f_auc_aoc/pos_neg@{thr}", True)]
-        rows += [(f"max AUROC pos vs {n}", f"max/auroc/pos_vs_{n}", True) for n in NEGATIVES]
-    out = []
-    for label, key, higher in rows:
-        if key not in m:
-            continue
-        value = m[key]
-        bases = [b[key] for b in result.baselines.values() if key in b and np.isfinite(b[key])]
-        margin = ""
-        if bases and np.isfinite(value) and not key.startswith("max/"):
-            # Positive margin = the model does better than every baseline (higher, or lower for pIA).
-            best = max(bases) if higher else min(bases)
-            margin = f"{(value - best) if higher else (best - value):+.2f}"
-        out.append((label, _fmt(value), margin))
-    return out
-
-
-def _fmt_threshold(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:.4f}"
-
-
-def _fmt(value: float) -> str:
-    return "nan" if value is None or not np.isfinite(value) else f"{value:.2f}"
-
-
-def write_run_folder(out: Path, results: list[EngineResult], settings: BenchSettings, dataset) -> None:
-    """metrics.json, report.md, max_values.npz, latency.json and the plots, each written atomically."""
-    from vsslrt.eval.report import to_jsonable
-    from vsslrt.pipeline.plots import plot_comparison, plot_max_values, plot_threshold_sweep
-
-    out.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "vsslrt": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "settings": {**asdict(settings), "data_dir": str(settings.data_dir), "repeats": settings.effective_repeats},
-        "dataset": {"kind": dataset.kind, "samples_in_dataset": len(dataset)},
-        "engines": {
-            r.name: {
-                "model": r.model, "manifest": r.manifest, "n_samples": r.n_samples, "skipped": r.skipped,
-                "thresholds": r.thresholds, "calibration": r.calibration, "metrics": r.metrics,
-                "baselines": r.baselines,
-            }
-            for r in results
-        },
-    }
-    atomic_write_json(out / "metrics.json", to_jsonable(doc))
-    atomic_write_json(out / "latency.json", to_jsonable({r.name: r.latency for r in results}))
-    for r in results:
-        if r.state is not None:
-            # The finished run's full evaluator state (calibrate reads it), then the per-batch parts go.
-            n = int((r.identity or {}).get("samples", r.n_samples))
-            ShardCheckpoint(out / "shards" / r.name, r.identity or {}).save(r.state, set(range(n)))
-            for part in PartLog(out / "shards" / r.name, r.identity or {}).parts():
-                part.unlink()
-    arrays = {f"{r.name}/{cond}": np.asarray(v) for r in results for cond, v in r.max_values.items()}
-    atomic_savez(out / "max_values.npz", arrays)
-    for r in results:
-        thresholds = {k: v["value"] for k, v in r.thresholds.items()}
-        thresholds.update({f"cal:{k}": v["value"] for k, v in r.calibration.items() if v["value"] is not None})
-        suffix = "" if len(results) == 1 else f"_{r.name}"
-        plot_max_values(r.max_values, thresholds, out / f"max_values{suffix}.png", title=r.name)
-        if r.sweep is not None:
-            plot_threshold_sweep(r.sweep, thresholds, out / f"threshold_sweep{suffix}.png", title=r.name)
-    if len(results) > 1:
-        plot_comparison(results, out)
-    atomic_write_text(out / "report.md", format_report(results, settings, dataset))
-
-
-def format_report(results: list[EngineResult], settings: BenchSettings, dataset) -> str:
-    lines = [
-        "# vsslrt benchmark report",
-        "",
-        f"- dataset: {dataset.kind} ({settings.data_dir}), {results[0].n_samples} samples evaluated",
-        f"- protocol: {settings.protocol}; repeats: {settings.effective_repeats}; seed: {settings.seed}; "
-        f"fixed threshold: {settings.fixed}",
-        f"- noise: {'per-sample draws' if not settings.noise_bank else f'a bank of {settings.noise_bank} inputs (deviation)'}",
-        "",
-        "## Summary",
-        "",
-    ]
-    labels = [row[0] for row in summary_rows(results[0])]
-    header = "| metric | " + " | ".join(f"{r.name} | margin" for r in results) + " |"
-    lines += [header, "|" + "---|" * (1 + 2 * len(results))]
-    per_engine = [dict((row[0], row[1:]) for row in summary_rows(r)) for r in results]
-    for label in labels:
-        cells = []
-        for rows in per_engine:
-            value, margin = rows.get(label, ("", ""))
-            cells += [value, margin]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "Margin: how much better the model does than the best audio-agnostic baseline (centre prior, "
-              "whole image, random map, object saliency); positive means the model wins. For pIA lower is better, "
-              "so the margin is the lowest baseline pIA minus the model's.", ""]
-    for r in results:
-        lines += [f"## {r.name} ({r.model})", "", "### Thresholds", "", "| name | value | provenance |", "|---|---|---|"]
-        lines += [f"| {k} | {v['value']:.4f} | {v['provenance']} |" for k, v in r.thresholds.items()]
-        lines += ["", "### Calibration candidates (fitted on this run)", "", "| rule | value | provenance |", "|---|---|---|"]
-        lines += [f"| {k} | {_fmt_threshold(v['value'])} | {v['provenance']} |" for k, v in r.calibration.items()]
-        lat = r.latency
-        if lat.get("samples_per_s"):
-            p = lat.get("per_sample_ms") or {}
-            lines += ["", "### Speed", "", f"- {lat['samples_per_s']:.1f} samples/s "
-                      f"({lat['maps_per_s']:.1f} maps/s over the four conditions), backend {r.manifest['backend']} "
-                      f"{r.manifest['precision']}",
-                      f"- per sample: median {p.get('median', float('nan')):.2f} ms, p99 {p.get('percentile(99%)', float('nan')):.2f} ms"]
-        if r.skipped:
-            lines += ["", f"### Skipped samples ({len(r.skipped)})", ""]
-            lines += [f"- {s['name']}: {s['reason']}" for s in r.skipped[:50]]
-        lines += ["", "### All metrics", "", "| key | value | " + " | ".join(r.baselines) + " |",
-                  "|---|---|" + "---|" * len(r.baselines)]
-        for key, value in r.metrics.items():
-            lines.append(f"| {key} | {_fmt(value)} | " + " | ".join(_fmt(b.get(key, float("nan"))) for b in r.baselines.values()) + " |")
-        lines.append("")
-    return "\n".join(lines)

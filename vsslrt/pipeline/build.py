@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 
 from vsslrt.engine import backends
-from vsslrt.errors import EngineBuildError, InputError, ManifestMismatchError
+from vsslrt.errors import BackendUnavailableError, EngineBuildError, InputError, ManifestMismatchError
 from vsslrt.manifest import MANIFEST_NAME, Manifest, ParityFigures, describe_failures
 from vsslrt.files import sha256_file
 from vsslrt.models import get_model
 
 ENGINE_DIR = "engines"
-BUILD_PRECISIONS = ("fp32", "fp16")
+BUILD_PRECISIONS = ("fp32", "fp16", "int8")
 ROLES = ("visual", "audio", "fused")
 
 
@@ -64,6 +64,7 @@ class BuildReport:
     exported: bool  # False when an existing export was reused
     engines: tuple[EngineRecord, ...]
     parity: dict[str, ParityFigures]
+    gate: Any = None  # vsslrt.pipeline.gate.GateFigures of an int8 (or gated fp16) build
 
 
 def build_engine_folder(
@@ -83,6 +84,9 @@ def build_engine_folder(
     trt: Any = None,
     cupy: Any = None,
     export: Callable[..., Manifest] | None = None,
+    calibration: Any = None,
+    object_net: bool = False,
+    imagenet_weights: str | os.PathLike[str] | None = None,
 ) -> BuildReport:
     """Export a registry model and build its engines into one folder; see the module docstring.
 
@@ -102,6 +106,12 @@ def build_engine_folder(
         trt: The tensorrt module. Defaults to importing it when the backend is trt.
         cupy: The cupy module. Defaults to importing it when the backend is trt.
         export: The export function. Defaults to `vsslrt.export.pipeline.export_model`.
+        object_net: Also export the OGL object-saliency network (`object.onnx`), as `vsslrt export
+            --object-net` does; without it a paper-protocol bench has no `_OGL` keys. Defaults to False.
+        imagenet_weights: torchvision ImageNet ResNet-18 weights for the object network (and the visual
+            backbone of a random-init export), as `vsslrt export --imagenet-weights`. Never downloaded.
+        calibration: `vsslrt.pipeline.int8.Calibration`: the calibration data of an int8 build (default:
+            the built-in synthetic set) and the accuracy gate's data and limits; given for fp16, it gates fp16 too.
 
     Raises:
         InputError: Bad model, precision, batch profile or checkpoint path.
@@ -117,16 +127,24 @@ def build_engine_folder(
     folder = Path(out)
     chosen, reason = choose_backend(backend, caps if caps is not None else capabilities())
 
-    manifest = reusable_export(folder, spec.name, checkpoint, seed, precision)
+    from vsslrt.export.pipeline import ObjectNetOptions
+
+    objects = ObjectNetOptions(object_net, imagenet_weights)
+    objects.check()
+    manifest = reusable_export(folder, spec.name, checkpoint, seed, precision, objects=objects)
     exported = manifest is None
     if manifest is None:
         if export is None:
             from vsslrt.export.pipeline import export_model as export
         # fp16 engines are checked against the fp32 graphs, so an fp16 build exports both.
         exported_precision = "both" if precision == "fp16" else "fp32"
-        manifest = export(spec.name, folder, checkpoint, seed=seed, precision=exported_precision, threads=threads)
-    return _build_and_record(folder, manifest, chosen, reason, precision, profile, exported, workspace_bytes,
-                             optimization_level, parity_samples, seed, threads, trt, cupy)
+        # Only the object options that are set reach the export function (an injected one need not know them).
+        manifest = export(spec.name, folder, checkpoint, seed=seed, precision=exported_precision, threads=threads,
+                          **objects.export_kwargs())
+    manifest, gating = _reduced_precision(folder, manifest, chosen, precision, calibration)
+    report = _build_and_record(folder, manifest, chosen, reason, precision, profile, exported, workspace_bytes,
+                               optimization_level, parity_samples, seed, threads, trt, cupy)
+    return _gated(report, gating, calibration, threads)
 
 
 def build_exported_folder(
@@ -143,6 +161,7 @@ def build_exported_folder(
     caps: Any = None,
     trt: Any = None,
     cupy: Any = None,
+    calibration: Any = None,
 ) -> BuildReport:
     """Build the engines of a folder that already holds ONNX graphs and their manifest (steps 1 and
     3-5 of the module docstring): a shipped demo model, or an export made on another machine.
@@ -170,8 +189,46 @@ def build_exported_folder(
         raise InputError(f"{folder}: expected {precision} and fp32 visual and audio graphs, got none for "
                          f"{', '.join(f'{r} {p}' for r, p in missing)}.", hint="export with --precision both for fp16 engines")
     chosen, reason = choose_backend(backend, caps if caps is not None else capabilities())
-    return _build_and_record(folder, manifest, chosen, reason, precision, profile, False, workspace_bytes,
-                             optimization_level, parity_samples, seed, threads, trt, cupy)
+    manifest, gating = _reduced_precision(folder, manifest, chosen, precision, calibration)
+    report = _build_and_record(folder, manifest, chosen, reason, precision, profile, False, workspace_bytes,
+                               optimization_level, parity_samples, seed, threads, trt, cupy)
+    return _gated(report, gating, calibration, threads)
+
+
+def _reduced_precision(folder: Path, manifest: Manifest, backend: str, precision: str, calibration: Any):
+    """int8: load the calibration data and write the int8 graphs (`vsslrt.pipeline.int8`); fp16 with a
+    calibration given: load its data for the gate. Returns the manifest and what `_gated` needs."""
+    entry = backends.get(backend)
+    if precision not in entry.precisions:
+        raise BackendUnavailableError(
+            f"backend {backend}: expected a precision it runs ({', '.join(entry.precisions)}), got {precision}.",
+            hint="build int8 for ort, ort-trt or trt; or pass --precision fp32")
+    if precision == "fp32" or (precision == "fp16" and calibration is None):
+        return manifest, None
+    from vsslrt.pipeline import int8
+
+    calibration = calibration if calibration is not None else int8.Calibration()
+    data = int8.load_calibration_data(calibration)
+    before = (folder / MANIFEST_NAME).read_bytes() if (folder / MANIFEST_NAME).is_file() else None
+    if precision == "int8":
+        manifest = int8.quantize_folder(folder, manifest, backend, calibration, data)
+    return manifest, (data, before, calibration)
+
+
+def _gated(report: BuildReport, gating: Any, calibration: Any, threads: int | None) -> BuildReport:
+    """The report with the accuracy gate's figures (the gate raises when it fails)."""
+    if gating is None:
+        return report
+    from dataclasses import replace
+
+    from vsslrt.pipeline import int8
+
+    data, before, calibration = gating
+    # The gate's batches stay within the engines' optimisation profile ("min:opt:max").
+    batch = min(32, int(report.batch_profile.rsplit(":", 1)[-1]))
+    figures = int8.gate_build(report.folder, precision=report.precision, backend=report.backend, batch=batch,
+                              calibration=calibration, data=data, threads=threads, previous_manifest=before)
+    return replace(report, gate=figures)
 
 
 def _build_and_record(folder, manifest, chosen, reason, precision, profile, exported, workspace_bytes,
@@ -186,6 +243,9 @@ def _build_and_record(folder, manifest, chosen, reason, precision, profile, expo
     else:
         engines = tuple(EngineRecord(r, manifest.graph(r, precision).file, reused=True) for r in roles)
         runners = {e.role: _ort_runner_factory(folder / e.file, backends.get(chosen).ort_provider, threads) for e in engines}
+        if chosen == "torch":  # the programs beside the graphs (`vsslrt.engine.torch_runner`)
+            runners = {e.role: (lambda path=folder / e.file: backends.get("torch").make_runner(path, threads=threads))
+                       for e in engines}
 
     batches = _parity_batches(profile, parity_samples)
     parity = check_parity(folder, manifest, runners, precision, batches, seed, threads, label=f"{chosen} {precision}")
@@ -204,9 +264,11 @@ def _build_and_record(folder, manifest, chosen, reason, precision, profile, expo
 
 
 def reusable_export(
-    folder: Path, model: str, checkpoint: str | os.PathLike[str] | None, seed: int, precision: str
+    folder: Path, model: str, checkpoint: str | os.PathLike[str] | None, seed: int, precision: str,
+    *, objects: Any = None,
 ) -> Manifest | None:
-    """The folder's manifest when it is an intact export of the same model and weights that has the
+    """The folder's manifest when it is an intact export of the same model and weights (and, with
+    `objects` (`vsslrt.export.pipeline.ObjectNetOptions`), of the object network asked for) that has the
     graphs of `precision` and the fp32 graphs (the parity reference)."""
     if not (folder / MANIFEST_NAME).is_file():
         return None
@@ -224,6 +286,8 @@ def reusable_export(
     else:
         same_weights = not ck.random_init and ck.sha256 == sha256_file(checkpoint)
     if not same_weights or _missing_graphs(manifest, precision):
+        return None
+    if objects is not None and not objects.satisfied_by(manifest, random_init=checkpoint is None):
         return None
     return manifest
 
@@ -252,7 +316,9 @@ def _changed_graph(folder: Path, manifest: Manifest) -> str | None:
 def _missing_graphs(manifest: Manifest, precision: str) -> list[tuple[str, str]]:
     """(role, precision) of the encoder graphs a build of `precision` needs and the folder lacks: those
     of `precision`, and the fp32 ones (the parity reference)."""
-    return [(r, p) for r in ("visual", "audio") for p in sorted({precision, "fp32"}) if not _has_graph(manifest, r, p)]
+    # int8 graphs are made by the build itself, from the fp32 ones.
+    exported = "fp32" if precision == "int8" else precision
+    return [(r, p) for r in ("visual", "audio") for p in sorted({exported, "fp32"}) if not _has_graph(manifest, r, p)]
 
 
 def _has_graph(manifest: Manifest, role: str, precision: str) -> bool:
@@ -353,6 +419,12 @@ def check_parity(
     images = realistic_images(n, image_size, seed)
     audios = realistic_spectrograms(n, audio_shape, manifest.frontend, seed)
     max_abs, min_argmax = (FP32_MAX_ABS, 0.0) if precision == "fp32" else (FP16_MAX_ABS, FP16_MIN_ARGMAX)
+    if precision == "int8":
+        # A sanity bound on random realistic inputs (a broken engine, NaNs); whether int8 still
+        # localises is the accuracy gate's question, answered in metric space on real samples.
+        from vsslrt.pipeline.gate import INT8_PARITY_MAX_ABS
+
+        max_abs, min_argmax = INT8_PARITY_MAX_ABS * manifest.head.scale, 0.0
 
     def run(make_runner: Callable[[], Any], role: str) -> np.ndarray:
         inputs = {"visual": ("image",), "audio": ("audio",), "fused": ("image", "audio")}[role]

@@ -33,13 +33,16 @@ from typing import Any
 import numpy as np
 
 from vsslrt.errors import DataError, InputError, ManifestMismatchError
+from vsslrt.eval import f_score
+from vsslrt.eval.calibration import DISTRIBUTIONS, RULES, fit_threshold, sweep_curves
+from vsslrt.eval.config import check_protocol
+from vsslrt.eval.keys import NEGATIVES
+from vsslrt.files import to_jsonable
+from vsslrt.pipeline.runstore import COMPLETE_NAME, read_complete_marker, unfinished_hint
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT = "vsslrt-calibration"
 FORMAT_VERSION = 1
-RULES = ("max_f", "balanced_accuracy", "quantile")
-NEGATIVES = ("silence", "noise", "offscreen")
-DISTRIBUTIONS = ("pos", *NEGATIVES, "negatives")
 _BENCH_HINT = "run `vsslrt bench --engine DIR --dataset KIND --data-dir DIR --out RUNDIR` first"
 
 
@@ -111,10 +114,12 @@ def load_run(run_dir: str | Path, engine: str | None = None) -> RunEngine:
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: expected a run folder written by `vsslrt bench`, got no such folder.",
                          hint=_BENCH_HINT)
-    if not metrics_path.is_file():
-        if (run_dir / "shards").is_dir():
-            raise InputError(f"{run_dir}: expected a finished run, got an unfinished one (no metrics.json yet).",
-                             hint=f"finish it with the same `vsslrt bench` command plus --out {run_dir} --resume")
+    # Only the completion marker (written last, listing every file with its sha256) proves a run
+    # finished: metrics.json alone may be the first file of a run a full disk or a kill cut short.
+    if read_complete_marker(run_dir) is None:
+        if (run_dir / "shards").is_dir() or metrics_path.is_file():
+            raise InputError(f"{run_dir}: expected a finished run, got an unfinished one (no {COMPLETE_NAME}).",
+                             hint=unfinished_hint(run_dir))
         raise InputError(f"{run_dir}: expected a run folder written by `vsslrt bench` (metrics.json, shards/), "
                          "got a folder without them.", hint=_BENCH_HINT)
     engines = _read_json(metrics_path).get("engines")
@@ -181,7 +186,7 @@ def _read_checkpoint(run_dir: Path, name: str) -> tuple[dict[str, Any], dict[str
     expected = identity.get("samples")
     if isinstance(expected, int) and done.shape[0] < expected:
         raise InputError(f"{run_dir}: expected a finished run, got engine {name!r} at {done.shape[0]} of "
-                         f"{expected} samples.", hint=f"finish it with the same `vsslrt bench` command plus --resume")
+                         f"{expected} samples.", hint="finish it with the same `vsslrt bench` command plus --resume")
     state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     if not state:
         raise DataError(f"{path}: expected the model's evaluator state (keys 'model/...'), got none.",
@@ -195,7 +200,8 @@ def _read_checkpoint(run_dir: Path, name: str) -> tuple[dict[str, Any], dict[str
 
 @dataclass(frozen=True)
 class RuleChoice:
-    """The localisation rule and its parameters (the quantile rule's only)."""
+    """The localisation rule and its parameters (the quantile rule's only), checked as the options
+    `vsslrt calibrate` takes; `vsslrt.eval.calibration.fit_threshold` applies it."""
 
     rule: str = "max_f"
     distribution: str = "pos"
@@ -221,20 +227,12 @@ class RuleChoice:
 
 def fit_localization(evaluator: Any, choice: RuleChoice) -> Any:
     """The localisation threshold (a `Threshold`) of the chosen rule."""
-    from vsslrt.eval.calibration import threshold_balanced_accuracy, threshold_from_quantile, threshold_max_f
-
-    if choice.rule == "max_f":
-        return threshold_max_f(evaluator)
-    if choice.rule == "balanced_accuracy":
-        return threshold_balanced_accuracy(evaluator)
-    return threshold_from_quantile(evaluator, choice.distribution, choice.q, choice.factor)
+    return fit_threshold(evaluator, choice.rule, distribution=choice.distribution, q=choice.q, factor=choice.factor)
 
 
 def fit_detection(evaluator: Any) -> Any:
     """The detection threshold: balanced accuracy of map maxima, positive vs all negatives."""
-    from vsslrt.eval.calibration import threshold_balanced_accuracy
-
-    return threshold_balanced_accuracy(evaluator, NEGATIVES)
+    return fit_threshold(evaluator, "balanced_accuracy", negatives=NEGATIVES)
 
 
 def threshold_metrics(evaluator: Any, localization: float, detection: float) -> dict[str, Any]:
@@ -245,9 +243,8 @@ def threshold_metrics(evaluator: Any, localization: float, detection: float) -> 
     `gated` repeats them for a deployment that shows a mask only when the detection says
     "sounding" (a sample below the detection threshold has an empty mask: IoU 0, pIA 0).
     Detection metrics are exact: TPR on positives, TNR per negative and pooled, balanced accuracy.
+    An undefined F-score (0/0) is NaN, as the evaluator's; the calibration file writes it as null.
     """
-    from vsslrt.eval.calibration import sweep_curves
-
     curves = sweep_curves(evaluator)
     grid = curves["threshold"]
     k = int(np.argmin(np.abs(grid - localization)))
@@ -267,11 +264,11 @@ def threshold_metrics(evaluator: Any, localization: float, detection: float) -> 
         "pos_miou": float(curves["pos_miou"][k]),
         "pos_ciou": float(curves["pos_ciou"][k]),
         "pia": {neg: float(curves[f"{neg}_pia"][k]) for neg in NEGATIVES},
-        "f_pos_neg": _finite(curves["f_pos_neg"][k]),
+        "f_pos_neg": float(curves["f_pos_neg"][k]),
         "gated": {
             "pos_miou": 100.0 * float(np.mean(gated_iou)),
             "pia": {neg: 100.0 * float(np.mean(gated_pia[neg])) for neg in NEGATIVES},
-            "f_pos_neg": _f_score(100.0 * float(np.mean(gated_iou)), float(gated_keep)),
+            "f_pos_neg": f_score(100.0 * float(np.mean(gated_iou)), float(gated_keep)),
         },
     }
     tpr = float(np.mean(sounding["pos"]))
@@ -285,15 +282,6 @@ def threshold_metrics(evaluator: Any, localization: float, detection: float) -> 
     }
     return {"n_samples": int(scalars["sample_id"].shape[0]), "localization": localization_block,
             "detection": detection_block}
-
-
-def _f_score(a: float, b: float) -> float | None:
-    return None if a + b == 0 else 2.0 * a * b / (a + b)
-
-
-def _finite(value: Any) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -354,9 +342,7 @@ class Calibration:
             return value
 
         source = doc.get("source") if isinstance(doc.get("source"), dict) else {}
-        protocol = source.get("protocol", "fixed")
-        if protocol not in ("fixed", "paper"):
-            raise InputError(f"{origin}: expected source.protocol to be 'fixed' or 'paper', got {protocol!r}.")
+        protocol = check_protocol(source.get("protocol", "fixed"), f"{origin}: source.protocol", hint=None)
         return cls(
             localization_threshold=number("localization"),
             detection_threshold=number("detection"),
@@ -443,7 +429,8 @@ def calibrate(
         held = _load_holdout(run, holdout, engine)
         doc["holdout"] = {"source": held.source(),
                           **threshold_metrics(held.evaluator, loc.value, det.value)}
-    return Calibration.from_dict(doc, origin=str(default_calibration_path(run_dir, engine)))
+    # The document is the file's content: JSON values, NaN as null.
+    return Calibration.from_dict(to_jsonable(doc), origin=str(default_calibration_path(run_dir, engine)))
 
 
 def _load_holdout(run: RunEngine, holdout: str | Path, engine: str | None) -> RunEngine:

@@ -13,7 +13,7 @@ spread over a Ray cluster (or a local Ray instance):
   sample, never maps), serialised as one `.npz` byte string per row, with its skipped samples
   and timings;
 * the driver merges the states (`Evaluator.merge`) and writes the run folder with
-  `vsslrt.pipeline.bench.write_run_folder`.
+  `vsslrt.pipeline.runfolder.write_run_folder`.
 
 Why the result does not depend on the split: sample ids are global (repetition * len(dataset) +
 index), so block states never collide and `Evaluator.compute` sorts by id before reducing;
@@ -43,11 +43,15 @@ from typing import Any
 
 import numpy as np
 
-from vsslrt.pipeline.bench import (BenchSettings, EngineResult, Progress, ShardResult, concat_timings, join_states,
-                          latency_summary, plan_engine, prepare_run, split_states, write_run_folder)
 from vsslrt import __version__, errors
 from vsslrt.engine import backends
 from vsslrt.errors import BackendUnavailableError, InputError, VsslrtError, missing_extra
+from vsslrt.pipeline.bench import prepare_run
+from vsslrt.pipeline.latency import latency_summary
+from vsslrt.pipeline.plan import plan_engine
+from vsslrt.pipeline.results import BenchSettings, EngineResult, Progress, ShardResult
+from vsslrt.pipeline.runfolder import write_run_folder
+from vsslrt.pipeline.states import concat_timings, join_states, split_states
 
 #: `--ray` without an address: start a local Ray instance (or use the one this process already runs).
 LOCAL = "local"
@@ -259,9 +263,15 @@ def _run_engine(ray, folder: Path, dataset, indices: list[int], settings: BenchS
             if progress is not None:
                 progress(folder.name, len(finished) + sum(len(s.done) for s in received.values()), len(indices))
     wall = time.perf_counter() - t0
-    return merge_shards(folder, manifest, settings, prior + [received[k] for k, _ in blocks],
-                        distributed={**layout, "blocks": len(blocks), "resumed_blocks": len(prior), "wall_s": wall,
-                                     "address": _cluster_address(ray)})
+    result = merge_shards(folder, manifest, settings, prior + [received[k] for k, _ in blocks],
+                          distributed={**layout, "blocks": len(blocks), "resumed_blocks": len(prior), "wall_s": wall,
+                                       "address": _cluster_address(ray)}, dataset=dataset)
+    if settings.examples:
+        from vsslrt.pipeline.examples import write_failure_views
+
+        # The actors' sessions are gone: the driver reopens the engine folder for the worst samples only.
+        write_failure_views(out, folder, dataset, result.state, settings.examples, settings=settings)
+    return result
 
 
 def _shard_from_part(state: dict[str, np.ndarray], done: set[int], extra: dict[str, Any]) -> ShardResult:
@@ -309,7 +319,7 @@ def plan_layout(n_samples: int, batch: int, *, backend: str, resources: dict[str
 
 
 def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequence[ShardResult], *,
-                 distributed: dict[str, Any] | None = None) -> EngineResult:
+                 distributed: dict[str, Any] | None = None, dataset: Any = None) -> EngineResult:
     """Merge the shards of one engine (in block order) into the result of the whole run.
 
     Args:
@@ -318,6 +328,8 @@ def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequen
         settings: The run's settings.
         shards: Every block's result.
         distributed: Facts about the execution (actors, blocks, wall time) for latency.json.
+        dataset: The run's dataset (loaded from the settings by default, as the actors load it):
+            the protocol presets are resolved against it as the actors resolved them.
     """
     if not shards:
         raise InputError(f"{folder.name}: expected at least one block of samples, got none.")
@@ -326,7 +338,12 @@ def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequen
         raise InputError(f"{folder.name}: expected every actor to run one configuration, got {sorted(ran_with)}.",
                          hint="give every node the same vsslrt install and engine folder")
     backend, precision, use_ogl = ran_with.pop()
-    plan = plan_engine(folder, settings, manifest, backend=backend, precision=precision, use_ogl=use_ogl)
+    if dataset is None:
+        from vsslrt.data import load_dataset
+
+        dataset = load_dataset(settings.dataset, settings.data_dir, **settings.metadata)
+    plan = plan_engine(folder, settings, manifest, backend=backend, precision=precision, use_ogl=use_ogl,
+                       dataset=dataset)
     evaluators = plan.new_evaluators(settings)
     for shard in shards:
         for key, state in shard.states.items():

@@ -85,6 +85,7 @@ def open_encoders(
     precision: str | None = None,
     threads: int | None = None,
     with_object: bool = True,
+    allow_host_code: bool = False,
 ) -> Encoders:
     """Verify an engine folder and activate its encoders.
 
@@ -95,6 +96,8 @@ def open_encoders(
         precision: "fp32" or "fp16". Defaults to the built precision, else fp32.
         threads: ONNX Runtime intra-op threads. Defaults to the usable cores.
         with_object: Also open the object-saliency graph when the folder has one.
+        allow_host_code: Let TensorRT run host code embedded in a plan (docs/engines.md).
+            Defaults to False.
 
     Raises:
         InputError: No manifest, or a graph is missing.
@@ -130,7 +133,9 @@ def open_encoders(
                 f"{folder}: expected a {chosen.name} engine for the {role} graph, got none in the manifest.",
                 hint=f"build one with `vsslrt build --engine {folder} --backend {chosen.name}`",
             )
-        return chosen.make_runner(folder / entry["file"], expected_key=entry.get("key"))
+        # The plan is loaded only if its bytes match the sha256 the manifest lists.
+        return chosen.make_runner(folder / entry["file"], expected_key=entry.get("key"),
+                                  expected_sha256=manifest.files[entry["file"]].sha256, allow_host_code=allow_host_code)
 
     make = engine_runner if chosen.builds_engines else graph_runner
     outputs = {

@@ -1,9 +1,13 @@
-"""`vsslrt bench --latency-only`: encoder latency of engine folders, the way trtexec reports it.
+"""Latency of the benchmark: the per-batch summary of a run, and `vsslrt bench --latency-only`.
 
-One iteration processes a batch of B samples as the benchmark does: the visual encoder on B
-images, the audio encoder on B clips, and the head forming the maps. Warm-up is excluded; each
-batch size is measured for at least `min_iterations` and `min_seconds`; stage and end-to-end
-statistics follow trtexec's names. The achieved GFLOP/s (counted from the ONNX graphs) is put
+`latency_summary` turns the stage times a run measured per batch into milliseconds and
+throughput (`latency.json` of a run folder).
+
+`profile_engines` (`--latency-only`) measures encoder latency of engine folders the way trtexec
+reports it. One iteration processes a batch of B samples as the benchmark does: the visual
+encoder on B images, the audio encoder on B clips, and the head forming the maps. Warm-up is
+excluded; each batch size is measured for at least `min_iterations` and `min_seconds`; stage and
+end-to-end statistics follow trtexec's names. The achieved GFLOP/s (counted from the ONNX graphs) is put
 next to a measured machine peak (a large fp32 matrix product through NumPy), so the report says
 how close the run is to the hardware limit.
 """
@@ -78,3 +82,30 @@ def profile_engines(
     out = Path(out)
     atomic_write_json(out / "latency.json", report)
     return report
+
+
+def latency_summary(timings: dict[str, list[float]], repeats: int, backend: str, precision: str,
+                    mode: str) -> dict[str, Any]:
+    """Per-batch stage statistics of the run (milliseconds) and its throughput."""
+    from vsslrt.engine.profiler import LatencyStats, environment_block
+
+    sizes = timings.get("batch_size", [])
+    stages = {k: LatencyStats.from_samples(v).to_json_ms() for k, v in timings.items()
+              if k not in ("batch_size", "setup_s") and v}
+    compute = [sum(timings[k][i] for k in timings if k not in ("batch_size", "setup_s") and i < len(timings[k]))
+               for i in range(len(sizes))]
+    samples = float(sum(sizes))
+    wall = float(sum(compute)) + float(sum(timings.get("setup_s", [])))
+    per_sample = [c / s for c, s in zip(compute, sizes) if s]
+    return {
+        "what": "per-batch times of the benchmark run, all four audio conditions per sample",
+        "samples": samples,
+        "repeats": repeats,
+        "setup_s": float(sum(timings.get("setup_s", []))),
+        "total_s": wall,
+        "samples_per_s": samples / wall if wall > 0 else None,
+        "maps_per_s": 4 * repeats * samples / wall if wall > 0 else None,
+        "per_sample_ms": LatencyStats.from_samples(per_sample).to_json_ms() if per_sample else None,
+        "stages_ms_per_batch": stages,
+        "environment": environment_block(backend=backend, precision=precision, extra={"protocol": mode}),
+    }

@@ -20,7 +20,9 @@ equal the one the calibration records.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -133,6 +135,25 @@ class Pair:
     audio: Path
 
 
+@dataclass
+class PreparedPair:
+    """A pair after decoding and the front-ends, ready for the encoders (`Localizer.run_prepared`).
+
+    Attributes:
+        pair: The pair (its name and where its inputs came from).
+        rgb: The decoded image (H, W, 3) uint8.
+        image_row: (3, 224, 224) float32 visual input.
+        audio_row: (1, F, T) float32 audio input.
+        seconds: Seconds spent on "image_input" and "audio_input" (decoding included).
+    """
+
+    pair: Pair
+    rgb: np.ndarray = field(repr=False)
+    image_row: np.ndarray = field(repr=False)
+    audio_row: np.ndarray = field(repr=False)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
 class Localizer:
     """A warm engine with its calibration, answering image/audio pairs.
 
@@ -144,6 +165,8 @@ class Localizer:
             size (finer boxes; on a 1024 x 1024 image this about doubles the call's latency).
         gate: Localise only when the detection says "sounding". Defaults to True.
         backend, precision, threads: Passed to `vsslrt.pipeline.encoders.open_encoders`.
+        trust_engine_code: `open_encoders(allow_host_code=...)`: let TensorRT run host code embedded
+            in a plan (docs/engines.md).
 
     Raises:
         InputError: No engine folder, or a bad calibration file.
@@ -160,6 +183,7 @@ class Localizer:
         backend: str | None = None,
         precision: str | None = None,
         threads: int | None = None,
+        trust_engine_code: bool = False,
     ) -> None:
         from vsslrt.data import get_frontend
         from vsslrt.pipeline.encoders import open_encoders
@@ -172,7 +196,7 @@ class Localizer:
         self.map_size = str(map_size)
         self.gate = gate
         self.encoders = open_encoders(self.engine_dir, backend=backend, precision=precision, threads=threads,
-                                      with_object=False)
+                                      with_object=False, allow_host_code=trust_engine_code)
         self.spec = get_frontend(self.encoders.manifest.frontend)
 
     # ----- public API -----------------------------------------------------------------------
@@ -238,79 +262,188 @@ class Localizer:
         self.close()
 
     # ----- one batch ------------------------------------------------------------------------
-    def _run_chunk(self, chunk: Sequence[Pair], on_bad: Callable[[Pair, DataError], None] | None = None
-                   ) -> list[LocalizationResult]:
-        from vsslrt.data import audio_input, preprocess_image
+    def prepare(self, pair: Pair) -> PreparedPair:
+        """Decode a pair's files and run the front-ends (no engine work: safe to run in parallel).
+
+        Raises:
+            DataError: The image or the audio cannot be read.
+        """
+        from vsslrt.data.audio_io import read_audio
         from vsslrt.data.images import decode_image
+
+        t = time.perf_counter()
+        rgb = decode_image(pair.image)
+        t_audio = time.perf_counter()
+        audio = read_audio(pair.audio)
+        done = time.perf_counter()
+        prepared = self.prepare_decoded(pair, rgb, audio)
+        # Decoding counts in its input's stage.
+        prepared.seconds["image_input"] += t_audio - t
+        prepared.seconds["audio_input"] += done - t_audio
+        return prepared
+
+    def prepare_decoded(self, pair: Pair, rgb: np.ndarray, audio: Any) -> PreparedPair:
+        """The front-ends of an already decoded image ((H, W, 3) uint8) and audio clip (`DecodedAudio`).
+
+        Raises:
+            DataError: The audio does not suit the front-end (see `vsslrt.data.prepare_signal`).
+        """
+        image_row, audio_row, seconds = frontend_rows(rgb, audio, self.spec, self.calibration.protocol)
+        return PreparedPair(pair, rgb, image_row, audio_row, seconds)
+
+    def run_prepared(self, prepared: Sequence[PreparedPair]) -> list[LocalizationResult]:
+        """Run the encoders once on a batch of prepared pairs; results in input order.
+
+        Rows prepared on a device (CuPy arrays) are fed as they are: the runners answer in kind, and
+        the results' raw map, map and mask stay device arrays (boxes and scores are host values).
+        """
         from vsslrt.head import similarity_maps
 
-        clock = time.perf_counter
-        times: dict[str, float] = {"image_input": 0.0, "audio_input": 0.0}
-        kept: list[Pair] = []
-        rgbs, image_rows, audio_rows = [], [], []
-        for pair in chunk:
-            try:
-                t = clock()
-                rgb = decode_image(pair.image)
-                image_row = preprocess_image(rgb)
-                t_audio = clock()
-                audio_row = audio_input(pair.audio, self.spec, mode=self.calibration.protocol)
-                done = clock()
-            except DataError as exc:
-                if on_bad is None:
-                    raise
-                on_bad(pair, exc)
-                continue
-            times["image_input"] += t_audio - t
-            times["audio_input"] += done - t_audio
-            kept.append(pair)
-            rgbs.append(rgb)
-            image_rows.append(image_row)
-            audio_rows.append(audio_row)
-        if not kept:
+        if not prepared:
             return []
-        chunk = kept
-        images, audio = np.stack(image_rows), np.stack(audio_rows)
+        clock = time.perf_counter
+        times: dict[str, float] = {
+            stage: sum(p.seconds.get(stage, 0.0) for p in prepared) for stage in ("image_input", "audio_input")}
+        images = _stacked([p.image_row for p in prepared])
+        audio = _stacked([p.audio_row for p in prepared])
         t = clock()
-        visual = self.encoders.embed_images(np.ascontiguousarray(images, dtype=np.float32))
+        visual = self.encoders.embed_images(images)
         times["visual_encoder"] = clock() - t
         t = clock()
-        embeddings = self.encoders.embed_audio(np.ascontiguousarray(audio, dtype=np.float32))
+        embeddings = self.encoders.embed_audio(audio)
         times["audio_encoder"] = clock() - t
         t = clock()
-        raw = np.asarray(similarity_maps(visual, embeddings, self.encoders.manifest.head), dtype=np.float32)
+        maps = similarity_maps(visual, embeddings, self.encoders.manifest.head)
+        # Device maps stay where the head formed them (the overlay copies what it draws).
+        raw = np.asarray(maps, dtype=np.float32) if _on_host(maps) else _as_float32(maps)
         times["head"] = clock() - t
+        t = clock()
+        fulls = self._upsampled_batch(raw, prepared)
+        upsample_share = (clock() - t) / len(prepared)
         results = []
-        for row, (pair, rgb) in enumerate(zip(chunk, rgbs)):
+        for row, item in enumerate(prepared):
             t = clock()
-            result = self._finish(pair, rgb, raw[row])
-            post = clock() - t
-            per_pair = {name: 1e3 * s / len(chunk) for name, s in times.items()}
+            result = self._finish(item.pair, item.rgb, raw[row], None if fulls is None else fulls[row])
+            post = clock() - t + upsample_share
+            per_pair = {name: 1e3 * s / len(prepared) for name, s in times.items()}
             per_pair["postprocess"] = 1e3 * post
             # The stages before the postprocess are shared by the batch: each pair counts its share.
             per_pair["total"] = sum(per_pair.values())
-            per_pair["batch_size"] = float(len(chunk))
+            per_pair["batch_size"] = float(len(prepared))
             result.timing_ms = per_pair
             results.append(result)
         return results
 
-    def _finish(self, pair: Pair, rgb: np.ndarray, raw: np.ndarray) -> LocalizationResult:
+    def _run_chunk(self, chunk: Sequence[Pair], on_bad: Callable[[Pair, DataError], None] | None = None
+                   ) -> list[LocalizationResult]:
+        kept: list[PreparedPair] = []
+        for pair in chunk:
+            try:
+                kept.append(self.prepare(pair))
+            except DataError as exc:
+                if on_bad is None:
+                    raise
+                on_bad(pair, exc)
+        return self.run_prepared(kept)
+
+    def _upsampled_batch(self, raw: np.ndarray, prepared: Sequence[PreparedPair]) -> np.ndarray | None:
+        """The batch's upsampled maps in one pair of products, when they share a frame (224 x 224, or
+        images of one size) on the host; None otherwise (each pair is upsampled in `decide`).
+
+        Each map goes through the same two float64 products as `upsample_map`, as one stacked call
+        (one BLAS call per map and factor, the same kernel and digits) instead of one call per map.
+        """
+        if len(prepared) < 2 or not _on_host(raw):
+            return None
+        frames = {(224, 224) if self.map_size != "image" else (int(p.rgb.shape[0]), int(p.rgb.shape[1]))
+                  for p in prepared}
+        if len(frames) != 1:
+            return None
+        from vsslrt.eval.interp import weight_matrix
+
+        (height, width), = frames
+        rows = weight_matrix(int(raw.shape[1]), self.calibration.interp, height)
+        cols = weight_matrix(int(raw.shape[2]), self.calibration.interp, width)
+        with _one_blas_thread():
+            return np.matmul(np.matmul(rows, raw.astype(np.float64)), cols.T).astype(np.float32)
+
+    def _finish(self, pair: Pair, rgb: np.ndarray, raw: np.ndarray, full: np.ndarray | None = None
+                ) -> LocalizationResult:
         cal = self.calibration
         height, width = int(rgb.shape[0]), int(rgb.shape[1])
-        frame = (height, width) if self.map_size == "image" else (224, 224)
-        full = upsample_map(raw, frame, cal.interp)
-        score = float(np.max(raw))
-        sounding = score > cal.detection_threshold
-        if self.gate and not sounding:
-            mask = np.zeros(frame, dtype=bool)
-        else:
-            mask = full > cal.localization_threshold
-        boxes = mask_boxes(mask, full, scale=(width / frame[1], height / frame[0]), limits=(width, height))
+        full, mask, score, sounding, boxes = decide(raw, (width, height), cal, map_size=self.map_size, gate=self.gate,
+                                                    full=full)
         return LocalizationResult(
             name=pair.name, image=pair.image, audio=pair.audio, image_size=(width, height), raw_map=raw, map=full, mask=mask,
             score=score, sounding=sounding, detection_threshold=cal.detection_threshold,
             localization_threshold=cal.localization_threshold, boxes=boxes, timing_ms={}, rgb=rgb,
         )
+
+
+def frontend_rows(rgb: np.ndarray, audio: Any, spec: Any, protocol: str = "fixed"
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """A decoded image and clip -> ((3, 224, 224) image row, (1, F, T) audio row, seconds per stage).
+
+    Args:
+        rgb: (H, W, 3) uint8.
+        audio: `vsslrt.data.audio_io.DecodedAudio`.
+        spec: The audio front-end (`vsslrt.data.get_frontend`).
+        protocol: The calibration run's protocol ("fixed" or "paper").
+
+    Raises:
+        DataError: The audio does not suit the front-end (see `vsslrt.data.prepare_signal`).
+    """
+    from vsslrt.data import preprocess_image
+    from vsslrt.data.frontends import prepare_signal, spectrogram_inputs
+
+    clock = time.perf_counter
+    t = clock()
+    image_row = preprocess_image(rgb)
+    t_audio = clock()
+    # The same two steps as `vsslrt.data.audio_input`, from the decoded samples.
+    signal, rate = prepare_signal(audio, spec, mode=protocol)
+    audio_row = spectrogram_inputs([signal], spec, rates=rate)[0]
+    done = clock()
+    return image_row, audio_row, {"image_input": t_audio - t, "audio_input": done - t_audio}
+
+
+def decide(raw: np.ndarray, image_size: tuple[int, int], calibration: Calibration, *, map_size: str = "224",
+           gate: bool = True, full: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float, bool, list[Box]]:
+    """One raw map -> (upsampled map, mask, score, sounding, boxes) with a calibration's thresholds.
+
+    Args:
+        raw: (h, w) raw map from the head.
+        image_size: (width, height) of the original image (boxes are in its pixels).
+        map_size: "224" (the protocol's frame) or "image" (the image's own size).
+        gate: An empty mask when the detection says "not sounding".
+        full: `raw` already upsampled to the frame (a batch's maps upsampled together); computed
+            here when None.
+    """
+    width, height = int(image_size[0]), int(image_size[1])
+    frame = (height, width) if str(map_size) == "image" else (224, 224)
+    if full is None:
+        full = upsample_map(raw, frame, calibration.interp)
+    scale, limits = (width / frame[1], height / frame[0]), (width, height)
+    if not _on_host(raw):
+        from vsslrt.eval import _xp
+
+        # A device map: the map and the mask stay on the device (the overlay reads them there);
+        # the connected components run on the host, from the boolean mask and each region's window.
+        xp = _namespace(full)
+        score = float(xp.max(raw))
+        sounding = score > calibration.detection_threshold
+        if gate and not sounding:
+            return full, xp.zeros(frame, dtype=xp.bool, device=_xp.device_of(full)), score, sounding, []
+        mask = full > calibration.localization_threshold
+        return full, mask, score, sounding, mask_boxes(_host(mask), _HostWindows(full), scale=scale, limits=limits)
+    score = float(np.max(raw))
+    sounding = score > calibration.detection_threshold
+    if gate and not sounding:
+        mask = np.zeros(frame, dtype=bool)
+    else:
+        mask = full > calibration.localization_threshold
+    boxes = mask_boxes(mask, full, scale=scale, limits=limits)
+    return full, mask, score, sounding, boxes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -352,12 +485,91 @@ def upsample_map(raw: np.ndarray, size: tuple[int, int], interp: str = "bilinear
     evaluated at the requested size, so the mask at the image size is the protocol's mask drawn
     at a finer or coarser grid.
     """
+    from vsslrt.eval import _xp
     from vsslrt.eval.interp import weight_matrix
 
-    raw = np.asarray(raw, dtype=np.float64)
     rows = weight_matrix(int(raw.shape[0]), interp, int(size[0]))
     cols = weight_matrix(int(raw.shape[1]), interp, int(size[1]))
-    return (rows @ raw @ cols.T).astype(np.float32)
+    if not _on_host(raw):
+        # A device map (CuPy) stays on its device: the same two products, in float64 there.
+        xp = _namespace(raw)
+        dev = _xp.device_of(raw)
+        x = xp.astype(raw, xp.float64)
+        product = xp.asarray(rows, device=dev) @ x @ xp.asarray(np.ascontiguousarray(cols.T), device=dev)
+        return xp.astype(product, xp.float32)
+    raw = np.asarray(raw, dtype=np.float64)
+    with _one_blas_thread():
+        return (rows @ raw @ cols.T).astype(np.float32)
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_CONTROLLER: list[Any] = []  # [threadpoolctl.ThreadpoolController or None], made on first use
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """One BLAS thread for the map's small products (same kernel, same digits).
+
+    OpenBLAS splits a (224 x 7) @ (7 x 224) product over its threads; on a busy machine waking them
+    cost 10 to 30 ms per call instead of 0.1 ms. The lock keeps concurrent callers from restoring
+    each other's limit. Without threadpoolctl (the `video` and `serve` extras) the product runs as is.
+    """
+    if not _BLAS_CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController  # optional: scans the loaded BLAS once
+        except ImportError:
+            _BLAS_CONTROLLER.append(None)
+        else:
+            _BLAS_CONTROLLER.append(ThreadpoolController())
+    controller = _BLAS_CONTROLLER[0]
+    if controller is None:
+        yield
+        return
+    with _BLAS_LOCK, controller.limit(limits=1, user_api="blas"):
+        yield
+
+
+def _stacked(rows: Sequence[Any]) -> Any:
+    """Rows -> one contiguous float32 batch, NumPy or of the rows' device namespace."""
+    if isinstance(rows[0], np.ndarray):
+        return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
+    return _as_float32(_namespace(rows[0]).stack(list(rows)))
+
+
+def _as_float32(array: Any) -> Any:
+    xp = _namespace(array)
+    return xp.astype(array, xp.float32, copy=False)
+
+
+def _namespace(array: Any) -> Any:
+    from array_api_compat import array_namespace  # light; only the device paths need it
+
+    return array_namespace(array)
+
+
+def _on_host(array: Any) -> bool:
+    """True for a NumPy array on the NumPy fast path (the default); False for a device array, or
+    for NumPy under `vsslrt.eval._xp.use_fast_paths(False)` (the generic path CuPy runs)."""
+    from vsslrt.eval import _xp
+
+    return isinstance(array, np.ndarray) and _xp.fast_paths_enabled()
+
+
+def _host(array: Any) -> np.ndarray:
+    from vsslrt.eval import _xp
+
+    return _xp.to_numpy(array)
+
+
+class _HostWindows:
+    """A device map read by `mask_boxes` one region's bounding box at a time: each window is copied
+    to the host, never the whole map."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = values
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return _host(self.values[key])
 
 
 def mask_boxes(mask: np.ndarray, values: np.ndarray, *, scale: tuple[float, float] = (1.0, 1.0),

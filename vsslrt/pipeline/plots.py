@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from vsslrt.eval.keys import NEGATIVES
+from vsslrt.eval.report import summary_rows
 from vsslrt.files import atomic_write_bytes
 
 _COLOURS = {"pos": "#1f77b4", "silence": "#7f7f7f", "noise": "#d62728", "offscreen": "#ff7f0e"}
-_NEGATIVES = ("silence", "noise", "offscreen")
 
 
 def _figure(*args: Any, **kwargs: Any):
@@ -57,12 +58,12 @@ def plot_max_values(max_values: Mapping[str, np.ndarray], thresholds: Mapping[st
     """Histograms of map maxima: positive vs each negative, one panel per negative."""
     plt, (fig, axes) = _figure(1, 3, figsize=(14, 3.8), sharey=False)
     pos = np.asarray(max_values["pos"], dtype=np.float64)
-    all_values = np.concatenate([np.asarray(max_values[c], dtype=np.float64) for c in ("pos", *_NEGATIVES)])
+    all_values = np.concatenate([np.asarray(max_values[c], dtype=np.float64) for c in ("pos", *NEGATIVES)])
     lo, hi = float(np.min(all_values)), float(np.max(all_values))
     if hi <= lo:
         hi = lo + 1e-6
     bins = np.linspace(lo, hi, 41)
-    for ax, neg in zip(axes, _NEGATIVES):
+    for ax, neg in zip(axes, NEGATIVES):
         values = np.asarray(max_values[neg], dtype=np.float64)
         ax.hist(pos, bins=bins, alpha=0.55, color=_COLOURS["pos"], label=f"positive (n={pos.size})")
         ax.hist(values, bins=bins, alpha=0.55, color=_COLOURS[neg], label=f"{neg} (n={values.size})")
@@ -82,7 +83,7 @@ def plot_threshold_sweep(curves: Mapping[str, np.ndarray], thresholds: Mapping[s
     plt, (fig, ax) = _figure(figsize=(8, 4.5))
     t = np.asarray(curves["threshold"])
     ax.plot(t, curves["pos_miou"], color=_COLOURS["pos"], linewidth=2, label="positive mean IoU x100")
-    for neg in _NEGATIVES:
+    for neg in NEGATIVES:
         ax.plot(t, curves[f"{neg}_pia"], color=_COLOURS[neg], label=f"{neg} pIA (% of image)")
     ax.plot(t, curves["f_pos_neg"], color="green", linewidth=2, label="F (pos mIoU vs 100 - neg pIA)")
     _threshold_lines(ax, thresholds)
@@ -95,14 +96,11 @@ def plot_threshold_sweep(curves: Mapping[str, np.ndarray], thresholds: Mapping[s
 
 
 def plot_comparison(results: list[Any], out: Path) -> None:
-    """One bar chart per summary metric, engines side by side, best baseline as a marker."""
-    from vsslrt.pipeline.bench import summary_rows
-
-    labels = [row[0] for row in summary_rows(results[0])]
-    for label in labels:
+    """One bar chart per summary metric, engines side by side."""
+    summaries = [{row[0]: row[1] for row in summary_rows(r.metrics, r.baselines)} for r in results]
+    for label in summaries[0]:
         values = []
-        for r in results:
-            rows = {row[0]: row[1] for row in summary_rows(r)}
+        for rows in summaries:
             try:
                 values.append(float(rows.get(label, "nan")))
             except ValueError:

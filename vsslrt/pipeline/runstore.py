@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vsslrt.errors import InputError, ManifestMismatchError
-from vsslrt.files import atomic_savez, atomic_write_json, json_default
+from vsslrt.errors import DataError, InputError, ManifestMismatchError
+from vsslrt.files import atomic_savez, atomic_write_json, json_default, sha256_file
+
+COMPLETE_NAME = "run.complete.json"  # written last: the only proof that a run folder is finished
+# Not part of a finished run's content: the writer's lock and the per-batch parts (deleted after the marker).
+_NOT_LISTED = {COMPLETE_NAME, ".lock"}
 
 
 class ShardCheckpoint:
@@ -127,17 +133,80 @@ class PartLog:
         return path
 
     def load(self) -> list[tuple[dict[str, np.ndarray], set[int], dict[str, Any]]]:
-        """Every part in order: (state, finished sample ids, notes)."""
+        """Every part in order: (state, finished sample ids, notes).
+
+        A broken LAST part (the write a crash or a full disk cut short) is moved aside to
+        `part-NNNNNN.npz.broken`: its batch is simply recomputed. A broken earlier part is refused,
+        naming it: the parts after it were written later, so the log is damaged, not cut short.
+        """
         self.check_identity()
         out = []
-        for path in self.parts():
+        parts = self.parts()
+        for position, path in enumerate(parts):
             try:
                 with np.load(path, allow_pickle=False) as npz:
                     arrays = {k: npz[k] for k in npz.files}
                 extra = json.loads(str(arrays.pop(self._META)))
                 done = {int(i) for i in arrays.pop(self._DONE)}
-            except (OSError, ValueError, KeyError) as exc:
-                raise InputError(f"{path}: unreadable resume part ({exc}).",
-                                 hint="delete this part file; its batch is recomputed on --resume") from exc
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                if position == len(parts) - 1:
+                    os.replace(path, path.with_name(path.name + ".broken"))
+                    break
+                raise DataError(f"{path}: unreadable resume part ({reason}); later parts exist, so it is not the "
+                                "interrupted last write.",
+                                hint=f"delete {path} and every later part-*.npz in {self.directory}; their "
+                                     "batches are recomputed on --resume") from None
             out.append((arrays, done, extra))
         return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The completion marker
+
+
+def _listed_files(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name not in _NOT_LISTED
+                  and not (p.name.startswith("part-") and p.parent.parent.name == "shards"))
+
+
+def write_complete_marker(run_dir: Path) -> Path:
+    """Write `run.complete.json` LAST: every file of the finished run with its size and sha256."""
+    run_dir = Path(run_dir)
+    files = {str(p.relative_to(run_dir)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+             for p in _listed_files(run_dir)}
+    return atomic_write_json(run_dir / COMPLETE_NAME, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                        "files": files})
+
+
+def read_complete_marker(run_dir: Path, *, verify: bool = True) -> dict[str, Any] | None:
+    """The completion marker of a run folder, or None when the run is not finished.
+
+    Args:
+        verify: Check that every listed file is there with its recorded size and sha256.
+
+    Raises:
+        DataError: The marker is unreadable, or a file it lists is missing or changed.
+    """
+    path = Path(run_dir) / COMPLETE_NAME
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        files = doc["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: expected the run's completion marker (JSON with 'files'), got "
+                        f"{' '.join(str(exc).split())}.", hint="rerun the benchmark into a new folder") from None
+    if verify:
+        for rel, entry in files.items():
+            f = Path(run_dir) / rel
+            if not f.is_file() or f.stat().st_size != entry.get("bytes") or sha256_file(f) != entry.get("sha256"):
+                state = "is missing" if not f.is_file() else "changed after the run finished"
+                raise DataError(f"{f}: {state} (the completion marker {path} lists it).",
+                                hint="rerun the benchmark into a new folder")
+    return doc
+
+
+def unfinished_hint(run_dir: Path) -> str:
+    """What to type to finish an unfinished run folder."""
+    return f"finish it with the same `vsslrt bench` command plus --out {run_dir} --resume"

@@ -8,6 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
+from vsslrt.cli._options import examples
+from vsslrt.errors import InputError
+
 CALIBRATE_EXAMPLES = [
     "vsslrt calibrate runs/ezvsl-is3                                   # F-maximising localisation threshold",
     "vsslrt calibrate runs/ezvsl-is3 --rule quantile --distribution pos --q 0.75",
@@ -16,6 +19,8 @@ CALIBRATE_EXAMPLES = [
 ]
 
 
+# The choices of `vsslrt.pipeline.calibrate` (RULES, DISTRIBUTIONS), spelled out here because that module
+# loads NumPy's statistics stack, which `--help` must not pay for; tests/cli check that they agree.
 class Rule(str, Enum):
     max_f = "max_f"
     balanced_accuracy = "balanced_accuracy"
@@ -30,47 +35,45 @@ class Distribution(str, Enum):
     negatives = "negatives"
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("calibrate", epilog="Examples:\n\n" + "\n\n".join(CALIBRATE_EXAMPLES))
-    def calibrate(
-        run_dir: Annotated[Path, typer.Argument(help="A finished run folder of `vsslrt bench`.", show_default=False)],
-        engine: Annotated[str | None, typer.Option(
-            "--engine", help="The engine's name in the run (needed when the run compared several).")] = None,
-        rule: Annotated[Rule, typer.Option(
-            "--rule", help="Localisation threshold rule: max_f (best F_Pos_Neg over the candidate grid), "
-            "balanced_accuracy (cut on map maxima, positive vs negative audio) or quantile "
-            "(--factor x the --q quantile of one max-value --distribution).")] = Rule.max_f,
-        distribution: Annotated[Distribution | None, typer.Option(
-            "--distribution", help="Quantile rule: which map maxima. Defaults to pos.")] = None,
-        q: Annotated[float | None, typer.Option("--q", help="Quantile rule: the quantile in [0, 1]. Defaults to 0.75.")] = None,
-        factor: Annotated[float | None, typer.Option(
-            "--factor", help="Quantile rule: multiplier of the quantile. Defaults to 1.0.")] = None,
-        out: Annotated[Path | None, typer.Option(
-            "--out", help="Calibration file to write. Defaults to RUN_DIR/calibration.json, or "
-            "RUN_DIR/calibration-ENGINE.json with --engine.")] = None,
-        holdout: Annotated[Path | None, typer.Option(
-            "--holdout", help="A finished run of the same engine on other data: report the thresholds' "
-            "metrics there (not fitted there).")] = None,
-    ) -> None:
-        """Fit the localisation and detection thresholds of a model on a finished benchmark run."""
-        from vsslrt.pipeline.calibrate import RuleChoice, default_calibration_path
-        from vsslrt.pipeline.calibrate import calibrate as fit
-        from vsslrt.pipeline.calibrate import write_calibration
-        from vsslrt.errors import InputError
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder of `vsslrt bench`.", show_default=False)],
+    engine: Annotated[str | None, typer.Option(
+        "--engine", help="The engine's name in the run (needed when the run compared several).")] = None,
+    rule: Annotated[Rule, typer.Option(
+        "--rule", help="Localisation threshold rule: max_f (best F_Pos_Neg over the candidate grid), "
+        "balanced_accuracy (cut on map maxima, positive vs negative audio) or quantile "
+        "(--factor x the --q quantile of one max-value --distribution).")] = Rule.max_f,
+    distribution: Annotated[Distribution | None, typer.Option(
+        "--distribution", help="Quantile rule: which map maxima. Defaults to pos.")] = None,
+    q: Annotated[float | None, typer.Option("--q", help="Quantile rule: the quantile in [0, 1]. Defaults to 0.75.")] = None,
+    factor: Annotated[float | None, typer.Option(
+        "--factor", help="Quantile rule: multiplier of the quantile. Defaults to 1.0.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Calibration file to write. Defaults to RUN_DIR/calibration.json, or "
+        "RUN_DIR/calibration-ENGINE.json with --engine.")] = None,
+    holdout: Annotated[Path | None, typer.Option(
+        "--holdout", help="A finished run of the same engine on other data: report the thresholds' "
+        "metrics there (not fitted there).")] = None,
+) -> None:
+    """Fit the localisation and detection thresholds of a model on a finished benchmark run."""
+    # lazy: the calibration reads the run's arrays (NumPy) and the evaluator
+    from vsslrt.pipeline.calibrate import RuleChoice, default_calibration_path, write_calibration
+    from vsslrt.pipeline.calibrate import calibrate as fit
 
-        given = [name for name, value in (("--distribution", distribution), ("--q", q), ("--factor", factor))
-                 if value is not None]
-        if given and rule is not Rule.quantile:
-            raise InputError(f"calibrate: expected {', '.join(given)} only with --rule quantile, got --rule {rule.value}.",
-                             hint="add --rule quantile, or drop those options")
-        choice = RuleChoice(rule.value, (distribution or Distribution.pos).value,
-                            0.75 if q is None else q, 1.0 if factor is None else factor)
-        calibration = fit(run_dir, engine=engine, choice=choice, holdout=holdout)
-        path = write_calibration(calibration, out or default_calibration_path(run_dir, engine))
-        _print_summary(calibration.document, path)
+    given = [name for name, value in (("--distribution", distribution), ("--q", q), ("--factor", factor))
+             if value is not None]
+    if given and rule is not Rule.quantile:
+        raise InputError(f"calibrate: expected {', '.join(given)} only with --rule quantile, got --rule {rule.value}.",
+                         hint="add --rule quantile, or drop those options")
+    choice = RuleChoice(rule.value, (distribution or Distribution.pos).value,
+                        0.75 if q is None else q, 1.0 if factor is None else factor)
+    calibration = fit(run_dir, engine=engine, choice=choice, holdout=holdout)
+    path = write_calibration(calibration, out or default_calibration_path(run_dir, engine))
+    _print_summary(calibration.document, path)
 
 
 def _print_summary(doc: dict[str, Any], path: Path) -> None:
+    # lazy: Rich loads only when a command prints
     from rich.console import Console
     from rich.table import Table
 
@@ -110,3 +113,7 @@ def _print_summary(doc: dict[str, Any], path: Path) -> None:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calibrate", epilog=examples(CALIBRATE_EXAMPLES))(calibrate)

@@ -7,37 +7,38 @@ from typing import Annotated, Any
 
 import typer
 
+from vsslrt.cli._options import examples
+from vsslrt.errors import BackendUnavailableError
+
 DOCTOR_EXAMPLES = [
     "vsslrt doctor              # a table: TensorRT levels, CuPy and GPUs, ONNX Runtime providers, CPU",
     "vsslrt doctor --json       # the same as JSON, plus the backend --backend auto would pick",
 ]
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("doctor", epilog="Examples:\n\n" + "\n\n".join(DOCTOR_EXAMPLES))
-    def doctor(
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print JSON instead of a table (for scripts and bug reports).")
-        ] = False,
-    ) -> None:
-        """Check which backends work here and which one --backend auto would choose, and why."""
-        from vsslrt.engine.probe import capabilities, choose_backend
-        from vsslrt.errors import BackendUnavailableError
+def doctor(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table (for scripts and bug reports).")
+    ] = False,
+) -> None:
+    """Check which backends work here and which one --backend auto would choose, and why."""
+    from vsslrt.engine.probe import capabilities, choose_backend  # lazy: the probe loads the platform libraries
 
-        caps = capabilities()
-        try:
-            backend, reason = choose_backend("auto", caps)
-        except BackendUnavailableError as exc:
-            backend, reason = None, exc.one_line()
-        report = caps.to_dict()
-        report["auto_backend"] = {"backend": backend, "reason": reason}
-        if as_json:
-            typer.echo(json.dumps(report, indent=2))
-            return
-        _print_table(report)
+    caps = capabilities()
+    try:
+        backend, reason = choose_backend("auto", caps)
+    except BackendUnavailableError as exc:
+        backend, reason = None, exc.one_line()
+    report = caps.to_dict()
+    report["auto_backend"] = {"backend": backend, "reason": reason}
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    _print_table(report)
 
 
 def _print_table(report: dict[str, Any]) -> None:
+    # lazy: Rich loads only when a command prints
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -73,3 +74,7 @@ def _print_table(report: dict[str, Any]) -> None:
         # Details hold pip extras such as 'vsslrt[trt]', which Rich would otherwise read as markup.
         table.add_row(*(escape(cell) for cell in row))
     Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor", epilog=examples(DOCTOR_EXAMPLES))(doctor)

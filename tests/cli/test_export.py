@@ -6,18 +6,25 @@ import subprocess
 import sys
 
 import numpy as np
-import onnxruntime as ort
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from vsslrt.cli.app import create_app
-from vsslrt.export.architectures import build_model
-from vsslrt.export.checkpoints import official_checkpoint
-from vsslrt.export.parity import realistic_images, realistic_spectrograms
-from vsslrt.files import sha256_file
-from vsslrt.manifest import Manifest
-from vsslrt.models import get_model
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from vsslrt.cli.app import create_app  # noqa: E402
+from vsslrt.export.architectures import build_model  # noqa: E402
+from vsslrt.export.checkpoints import official_checkpoint  # noqa: E402
+from vsslrt.export.parity import realistic_images, realistic_spectrograms  # noqa: E402
+from vsslrt.files import sha256_file  # noqa: E402
+from vsslrt.manifest import Manifest  # noqa: E402
+from vsslrt.models import get_model  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _limit_threads():
+    """Exports run with 2 torch threads at most (CI has 2 cores), as in tests/export."""
+    torch.set_num_threads(2)
 
 
 @pytest.mark.slow

@@ -1,0 +1,92 @@
+"""int8 QDQ quantization of encoder graphs (vsslrt.export.quantize), on the tiny int8 engine."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+
+from vsslrt.errors import InputError  # noqa: E402
+from vsslrt.export.quantize import graph_scheme, kept_fp32_nodes, quantize_graph  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("vsslrt_test_int8_engine",
+                                               Path(__file__).resolve().parents[1] / "models" / "int8_engine.py")
+int8_engine = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(int8_engine)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return int8_engine.make_int8_engine(tmp_path_factory.mktemp("int8") / "eng")
+
+
+def _images(n, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, 3, 224, 224)).astype(np.float32)
+
+
+def _run(path, name, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {name: x})[0]
+
+
+@pytest.mark.parametrize("scheme", ["ort-cpu", "tensorrt"])
+def test_quantized_graph_is_qdq_keeps_stem_projection_and_norm_fp32_and_tracks_fp32(folder, tmp_path, scheme):
+    target = tmp_path / "visual.int8.onnx"
+    result = quantize_graph(folder / "visual.onnx", target, _images(32), input_name="image", scheme=scheme, batch=8)
+    model = onnx.load(str(target))
+    ops = [n.op_type for n in model.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    # stem, projection and the normalisation stay fp32: only the middle Conv has quantized inputs
+    assert result.quantized_ops == 1
+    kept = set(result.fp32_nodes)
+    assert {"conv_c1", "conv_c3", "reducel2_v_n", "div_visual"} <= kept and "conv_c2" not in kept
+    dq_outputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    for node in model.graph.node:
+        if node.name in ("conv_c1", "reducel2_v_n", "div_visual"):
+            assert not (set(node.input) & dq_outputs), f"{node.name} reads a dequantized tensor"
+    assert graph_scheme(target) == scheme
+    x = _images(8, seed=1)
+    ref, got = _run(folder / "visual.onnx", "image", x), _run(target, "image", x)
+    cos = (ref * got).sum(axis=2)  # unit-norm embeddings: cosine per location
+    assert got.dtype == np.float32 and cos.min() > 0.95
+    assert not np.array_equal(ref, got)  # quantization did change the arithmetic
+
+
+def test_calibration_methods_give_different_scales(folder, tmp_path):
+    x = np.concatenate([_images(30), 8 * _images(2, seed=5)])  # a few outliers: the methods disagree on ranges
+    scales = {}
+    for method in ("minmax", "entropy", "percentile"):
+        target = tmp_path / f"{method}.onnx"
+        quantize_graph(folder / "visual.onnx", target, x, input_name="image", method=method, batch=8)
+        model = onnx.load(str(target))
+        inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+        q = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[1] in inits]
+        scales[method] = sorted(float(inits[n.input[1]].max()) for n in q)
+    assert scales["minmax"] != scales["percentile"]
+
+
+def test_small_calibration_set_and_another_frontend_are_one_line_errors(folder, tmp_path):
+    with pytest.raises(InputError, match="at least one batch of 16") as small:
+        quantize_graph(folder / "visual.onnx", tmp_path / "v.onnx", _images(4), input_name="image", batch=16)
+    assert "--calib-samples" in small.value.hint
+    wrong = np.zeros((16, 1, 257, 200), np.float32)  # the ezvsl front-end's shape; the graph takes demo's
+    with pytest.raises(InputError, match=r"from the demo front-end, got \(N, 1, 257, 200\)"):
+        quantize_graph(folder / "audio.onnx", tmp_path / "a.onnx", wrong, input_name="audio", batch=8, frontend="demo")
+    with pytest.raises(InputError, match="calibration method"):
+        quantize_graph(folder / "visual.onnx", tmp_path / "v.onnx", _images(16), input_name="image", method="kl")
+    assert not (tmp_path / "v.onnx").exists()
+
+
+def test_kept_nodes_refuse_unknown_names_and_graphs_without_weights(folder):
+    model = onnx.load(str(folder / "visual.onnx"))
+    assert "relu_r1" in kept_fp32_nodes(model, ["relu_r1"])
+    with pytest.raises(InputError, match="no_such_node"):
+        kept_fp32_nodes(model, ["no_such_node"])
+    del model.graph.node[:]
+    with pytest.raises(InputError, match="Conv, Gemm or MatMul"):
+        kept_fp32_nodes(model)

@@ -1,0 +1,358 @@
+"""Localisation of a video file: the overlay video, a per-frame timeline and a summary.
+
+    with Localizer(engine, calibration) as localizer:
+        report = localize_video(localizer, "in.mp4", "out/", fps=4)
+    report.summary["sounding_fraction"], report.summary["segments"]
+
+A file is a live source read as fast as it decodes: its frames and its audio go through the same
+`StreamSession` as a camera would (`vsslrt.pipeline.stream`), so file and stream share one path.
+The audio track is demuxed by its own reader, kept a window ahead of the frames, decoded once,
+reduced and resampled once (for the analysis) and re-encoded once (for the output); memory is
+bounded by the session's ring buffer and a few batches of frames, whatever the video's length.
+
+Outputs, in `out_dir` (written under temporary names there and renamed at the end: never a
+half-written file):
+
+* `NAME.mp4`: every source frame with the gated heatmap, boxes and caption of the latest localised
+  frame at or before it (the frames between two sampled ones hold the previous result), H.264, with
+  the audio (AAC) from the video or `audio`, cut to the video's span. Each result's overlay is made
+  once and blended into the decoded frames' own 4:2:0 planes; only sampled frames become RGB;
+* `NAME.timeline.jsonl`: one line per localised frame (`FrameResult.to_json`): time, raw score and
+  decision, smoothed score, stable decision, the threshold it used, boxes, audio window, latency;
+* `NAME.summary.json`: sounding fraction, segments, the source's properties and what was done about
+  them (rotation, variable frame rate, resampling, a sampling rate above the source's), timings.
+
+Inputs handled by documented behaviour rather than an error: a rotation flag (frames are turned
+upright, the output has none), a variable frame rate (sampling and output keep the source's
+timestamps), audio at any rate and channel count (reduced with the front-end's rule and resampled),
+`fps` above the source's (every frame is localised; `fps_effective` says so). A truncated file
+(decoding stops early) keeps valid outputs for what was decoded and then raises
+`TruncatedMediaError` saying how far it got.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vsslrt.errors import InputError
+
+#: Frames held for drawing before the session is made to answer with partial batches.
+MAX_HELD_FRAMES = 64
+
+
+@dataclass
+class VideoReport:
+    """What `localize_video` wrote and found.
+
+    Attributes:
+        video, timeline, summary_path: The output files.
+        summary: The summary document (also in `summary_path`).
+    """
+
+    video: Path
+    timeline: Path
+    summary_path: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def output_paths(out_dir: str | Path, name: str) -> tuple[Path, Path, Path]:
+    """(video, timeline, summary) paths of a video named `name` in `out_dir`."""
+    out_dir = Path(out_dir)
+    return out_dir / f"{name}.mp4", out_dir / f"{name}.timeline.jsonl", out_dir / f"{name}.summary.json"
+
+
+def localize_video(
+    localizer: Any,
+    video: str | Path,
+    out_dir: str | Path,
+    *,
+    audio: str | Path | None = None,
+    name: str | None = None,
+    fps: float | None = 4.0,
+    alignment: str = "centre",
+    smoothing: Any = None,
+    hysteresis: Any = None,
+    batch_size: int = 8,
+    preset: str = "veryfast",
+    tune: str | None = None,
+    progress: Callable[[float, float | None], None] | None = None,
+) -> VideoReport:
+    """Localise the sound of a video's frames, `fps` per second, and write the outputs.
+
+    Args:
+        localizer: A warm `Localizer`.
+        video: The video file.
+        out_dir: Output folder.
+        audio: A file whose first audio stream replaces the video's (required for a silent video).
+        name: Output name. Defaults to the video's stem.
+        fps: Frames localised per second (None or above the source's rate: every frame).
+        alignment, smoothing, hysteresis, batch_size: See `StreamSession`.
+        preset: x264 speed preset of the output video ("veryfast"; "ultrafast": about half the
+            encoding time for about twice the file size).
+        tune: x264 tuning of the output video (e.g. "zerolatency"); None: x264's default.
+        progress: Called with (seconds of video done, total seconds or None) as frames are written.
+
+    Returns:
+        The report; the summary's `truncated` is None.
+
+    Raises:
+        InputError: No such file, or a silent video without `audio`.
+        DataError: Not a video, or an unreadable audio file.
+        TruncatedMediaError: The video stops early; the outputs for the decoded part were written.
+    """
+    from vsslrt.data.video import TruncatedMediaError, iter_audio, probe
+    from vsslrt.pipeline.stream import StreamSession, Summary
+
+    video = Path(video)
+    info = probe(video)
+    name = name or video.stem
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise InputError(f"video name: expected a plain file name, got {name!r}.")
+    if audio is None and info.audio is None:
+        raise InputError(f"{video}: expected a video with an audio track, got none.",
+                         hint="pass --audio FILE with the sound to localise")
+    audio_path = Path(audio) if audio is not None else video
+    chunks = iter_audio(audio_path, chunk_seconds=0.5)
+    first_chunk = next(chunks, None)
+    if first_chunk is None:
+        raise InputError(f"{audio_path}: expected audio samples, got an empty audio track.",
+                         hint="pass --audio FILE with the sound to localise")
+    audio_rate, audio_channels = first_chunk.sample_rate, int(first_chunk.samples.shape[0])
+    session = StreamSession(localizer, fps=fps, alignment=alignment, smoothing=smoothing, hysteresis=hysteresis,
+                            batch_size=batch_size, audio_start=first_chunk.time)
+    paths = output_paths(out_dir, name)
+    started = time.perf_counter()
+    run = _Run(localizer, session, info, paths, audio_rate, audio_channels, (preset, tune), progress)
+    truncated: TruncatedMediaError | None = None
+    try:
+        truncated = run.go(first_chunk, chunks)
+    finally:
+        chunks.close()
+    wall = time.perf_counter() - started
+    summary = {
+        "video": str(video),
+        "audio": str(audio_path),
+        "outputs": {"video": str(paths[0]), "timeline": str(paths[1])},
+        **run.summary.to_json(end=run.video_end),
+        "duration": run.video_end - run.video_start if run.frames_out else 0.0,
+        "source": {
+            "width": info.width, "height": info.height, "fps": info.fps, "frames": run.frames_out,
+            "rotation": info.rotation, "variable_frame_rate": info.variable_frame_rate, "codec": info.codec,
+            "audio_rate": audio_rate, "audio_channels": audio_channels,
+        },
+        "fps_requested": fps,
+        "fps_effective": (run.summary_frames / (run.video_end - run.video_start)
+                          if run.frames_out > 1 and run.video_end > run.video_start else None),
+        "every_frame": fps is None or (info.fps > 0 and fps >= info.fps),
+        "alignment": alignment,
+        "window_seconds": session.window_seconds,
+        "analysis_rate": session.rate,
+        "smoothing": None if smoothing is None else {"tau": smoothing.tau},
+        "hysteresis": None if hysteresis is None else {"enter": hysteresis.enter, "leave": hysteresis.leave},
+        "detection_threshold": float(localizer.calibration.detection_threshold),
+        "localization_threshold": float(localizer.calibration.localization_threshold),
+        "dropped": session.dropped,
+        "wall_seconds": wall,
+        "realtime_factor": ((run.video_end - run.video_start) / wall if wall > 0 and run.frames_out else None),
+        "truncated": None if truncated is None else {"reached": truncated.reached, "expected": truncated.expected,
+                                                     "error": truncated.one_line()},
+    }
+    from vsslrt.files import atomic_write_json
+
+    atomic_write_json(paths[2], summary)
+    report = VideoReport(video=paths[0], timeline=paths[1], summary_path=paths[2], summary=summary)
+    if truncated is not None:
+        raise TruncatedMediaError(
+            f"{video}: expected a complete video, got one that stops at {truncated.reached:.2f} s"
+            + (f" of {truncated.expected:.2f} s" if truncated.expected else "")
+            + f"; wrote {paths[0]}, {paths[1]} and {paths[2]} for the decoded part.",
+            reached=truncated.reached, expected=truncated.expected,
+            hint="re-encode or re-download the file for the rest")
+    return report
+
+
+class _Run:
+    """One pass over a file: decode, push into the session, draw, encode, log."""
+
+    def __init__(self, localizer: Any, session: Any, info: Any, paths: tuple[Path, Path, Path], audio_rate: int,
+                 audio_channels: int, encoding: tuple[str, str | None],
+                 progress: Callable[[float, float | None], None] | None) -> None:
+        from vsslrt.pipeline.stream import Summary
+
+        self.localizer, self.session, self.info, self.paths = localizer, session, info, paths
+        self.audio_rate, self.audio_channels, self.progress = audio_rate, audio_channels, progress
+        self.preset, self.tune = encoding
+        self.summary = Summary()
+        self.summary_frames = 0
+        self.frames_out = 0
+        self.video_start = 0.0
+        self.video_end = 0.0
+        self._audio_written = 0  # native-rate samples written to the output, from video_start
+        self._audio_done = False
+        self._held: deque[tuple[Any, int]] = deque()  # (frame, sampled index it shows)
+        self._results: dict[int, Any] = {}
+        self._shown: Any = None  # the result drawn last
+        self._layer: tuple[Any, Any] | None = None  # (key, Yuv420Layer) of the result drawn last
+        self._planes: list[Any] = []  # the blended planes, reused frame after frame
+        self._answered = -1  # the newest sampled frame answered (or dropped)
+        self._latest = -1
+        self._outbox: deque[Any] = deque()  # chunks given to the session, not yet all encoded
+
+    # ----- the loop -------------------------------------------------------------------------
+    def go(self, first_chunk: Any, chunks: Any) -> Any:
+        from vsslrt.data.video import TruncatedMediaError, VideoWriter, container_for, iter_decoded
+        from vsslrt.files import atomic_output
+
+        video_path, timeline_path, _ = self.paths
+        truncated = None
+        with atomic_output(video_path) as tmp_video, atomic_output(timeline_path) as tmp_timeline:
+            writer = VideoWriter(tmp_video, width=self.info.width, height=self.info.height,
+                                 fps=self.info.fps or 25.0, audio_rate=self.audio_rate,
+                                 audio_channels=min(self.audio_channels, 2), preset=self.preset,
+                                 tune=self.tune, container_format=container_for(video_path))
+            self._writer = writer
+            self._pending_chunk = first_chunk
+            self._chunks = chunks
+            try:
+                with open(tmp_timeline, "w", encoding="utf-8") as log:
+                    self._log = log
+                    # Unconverted frames: only the sampled ones become RGB (for the model); the
+                    # output is drawn on the decoded 4:2:0 planes themselves.
+                    frames = iter_decoded(self.info.path)
+                    try:
+                        for frame in frames:
+                            self._frame(frame)
+                    except TruncatedMediaError as exc:
+                        truncated = exc
+                    finally:
+                        frames.close()
+                    self._finish()
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
+        return truncated
+
+    def _frame(self, frame: Any) -> None:
+        session = self.session
+        if self.frames_out == 0 and not self._held:
+            self.video_start = frame.time
+        self.video_end = frame.time
+        sampled = session.push_frame(frame.rgb, frame.time, frame_index=frame.index)  # converted if sampled
+        if sampled:
+            self._latest += 1
+            self.summary_frames += 1
+        self._held.append((frame, self._latest))
+        self._feed_audio(session.audio_needed_until(frame.time))
+        self._write_audio_until(frame.time)
+        # Full batches while frames are few; partial ones before the held frames take too much memory.
+        min_batch = session.batch_size if len(self._held) < MAX_HELD_FRAMES else 1
+        self._take(session.poll(min_batch=min_batch))
+        self._draw()
+
+    def _finish(self) -> None:
+        # The last frame shows for one frame interval: the output ends there, and so does its audio.
+        interval = 1.0 / self.info.fps if self.info.fps else 0.04
+        if self.frames_out or self._held:
+            self.video_end = self.video_end + interval
+        self._feed_audio(self.session.audio_needed_until(self.video_end) if self._held else -math.inf)
+        self._take(self.session.finish())
+        self._draw()
+        self._write_audio_until(self.video_end)
+
+    # ----- audio ----------------------------------------------------------------------------
+    def _feed_audio(self, until: float) -> None:
+        """Push chunks into the session (and keep them for the output) until `until` seconds."""
+        while not self._audio_done and self.session.audio_end < until:
+            chunk = self._pending_chunk if self._pending_chunk is not None else next(self._chunks, None)
+            self._pending_chunk = None
+            if chunk is None:
+                self._audio_done = True
+                break
+            self.session.push_audio(chunk.samples, chunk.sample_rate, time=chunk.time)
+            self._outbox.append(chunk)
+
+    def _write_audio_until(self, until: float) -> None:
+        """Encode the kept chunks' samples from the video's start up to `until` (source clock)."""
+        import numpy as np
+
+        rate = self.audio_rate
+        target = int(round((until - self.video_start) * rate))
+        while self._outbox and self._audio_written < target:
+            chunk = self._outbox[0]
+            begin = int(round((chunk.time - self.video_start) * rate))  # chunk's first sample, output clock
+            n = chunk.samples.shape[1]
+            if begin > self._audio_written:  # audio starts after the video: silence first
+                gap = min(begin, target) - self._audio_written
+                self._writer.write_audio(np.zeros((chunk.samples.shape[0], gap), np.float32))
+                self._audio_written += gap
+                continue
+            lo = self._audio_written - begin
+            if lo >= n:
+                self._outbox.popleft()
+                continue
+            hi = min(n, target - begin)
+            self._writer.write_audio(chunk.samples[:, lo:hi])
+            self._audio_written += hi - lo
+            if hi >= n:
+                self._outbox.popleft()
+
+    # ----- results and drawing --------------------------------------------------------------
+    def _take(self, results: list[Any]) -> None:
+        for result in results:
+            self._results[result.index] = result
+            self._answered = max(self._answered, result.index)
+            self.summary.add(result)
+            self._log.write(json.dumps(result.to_json()) + "\n")
+
+    def _draw(self) -> None:
+        """Encode the held frames whose result is known, in order.
+
+        The overlay of a result is made once (`vsslrt.pipeline.overlay.yuv420_layer`: heatmap,
+        boxes, caption) and blended onto each frame that shows it, in the frame's own YUV planes.
+        """
+        import numpy as np
+
+        while self._held:
+            frame, shown = self._held[0]
+            if shown in self._results:
+                self._shown = self._results.pop(shown)
+            elif shown > self._answered:
+                return  # its result is still to come
+            # else: the result already shown, or a dropped frame's: the previous result holds.
+            self._held.popleft()
+            planes = frame.yuv420()
+            y, u, v = planes.y, planes.u, planes.v
+            if self._shown is not None:
+                layer = self._layer_for(self._shown, planes)
+                h, w = layer.keep_y.shape
+                if not self._planes:
+                    self._planes = [np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8),
+                                    np.empty((h // 2, w // 2), np.uint8)]
+                layer.apply((y[:h, :w], u[: h // 2, : w // 2], v[: h // 2, : w // 2]), self._planes)
+                y, u, v = self._planes
+            self._writer.write_yuv420(y, u, v, frame.time - self.video_start, tags=planes.tags)
+            self.frames_out += 1
+            if self.progress is not None:
+                self.progress(frame.time - self.video_start, self.info.duration)
+
+    def _layer_for(self, result: Any, planes: Any) -> Any:
+        """The overlay layer of `result` in the planes' YUV matrix and range (made once per result)."""
+        from vsslrt.pipeline.overlay import yuv420_layer
+
+        key = (result.index, planes.matrix, planes.full_range)
+        if self._layer is None or self._layer[0] != key:
+            # The caption is the shown result's: its frame's time and its decision.
+            caption = (f"{result.time:6.2f} s  " + ("sounding" if result.decision else "not sounding")
+                       + f" {result.smoothed_score:.3f} / {result.threshold:.3f}")
+            size = (self._writer.height, self._writer.width)
+            self._layer = (key, yuv420_layer(size, result.result.map, result.mask, boxes=result.boxes,
+                                             caption=caption, matrix=planes.matrix, full_range=planes.full_range))
+        return self._layer[1]
