@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             write_split(data, n, seed=123, split="test")
         work = args.workdir / f"work-{n}"
         subprocess.run(["rm", "-rf", str(work)], check=True)
-        code = CHILD.format(tests=str(ROOT / "tests" / "bench"))
+        code = CHILD.format(tests=str(ROOT / "tests" / "pipeline"))
         out = subprocess.run([sys.executable, "-c", code, str(data), str(work)], check=True, capture_output=True, text=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]))

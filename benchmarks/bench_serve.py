@@ -16,8 +16,9 @@ the same host would, spends little CPU per request (reported: client CPU ms per 
 
 Reported per configuration: throughput (requests over the round's wall time; median over rounds,
 and the pooled latencies' p50/p99), the service's CPU milliseconds per request (from
-/proc/<pid>/stat, Linux) and the load generator's, and the mean engine batch from the service's
-own `/metrics` (vsslrt_batch_size). The figure of merit is the ratio of the throughputs, per round
+/proc/<pid>/stat, Linux) and the load generator's, and, from the service's own `/metrics`, the mean
+engine batch (vsslrt_batch_size) and the share of the round the engine thread was busy
+(vsslrt_batch_duration_seconds). The figure of merit is the ratio of the throughputs, per round
 pair and as the median of those ratios.
 
 Calibration: demo-san's from its manifest's universal threshold; the EZ-VSL-sized engine (random

@@ -5,8 +5,7 @@ Public names are imported lazily, so `import vsslrt.eval` stays cheap and never 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vsslrt.lazy import lazy_exports
 
 _EXPORTS = {
     "evaluate": "vsslrt.eval.functional",
@@ -41,14 +40,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vsslrt.eval' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("vsslrt.eval", _EXPORTS, globals())

@@ -49,7 +49,7 @@ def bicubic_matrix(n_in: int, size: int = SIZE) -> np.ndarray:
 def resize(maps: Any, how: str, *, xp: Any, dtype: Any, out_tag: str | None = None) -> Any:
     """(B, h, w) maps -> (B, 224*224) rows in `dtype`; 224x224 maps are only reshaped.
 
-    out_tag: on the NumPy fast path, write the bilinear/cv2 result into this per-thread work buffer
+    out_tag: bilinear/cv2 on the NumPy fast path: write the result into this per-thread work buffer
     (valid until the same tag is requested again) instead of a new array.
     """
     b, h, w = (int(d) for d in maps.shape)
@@ -63,3 +63,4 @@ def resize(maps: Any, how: str, *, xp: Any, dtype: Any, out_tag: str | None = No
     m = xp.astype(maps, xp.float64)
     out = xp.matmul(xp.matmul(ry, m), xp.permute_dims(rx, (1, 0)))
     return xp.reshape(xp.astype(out, dtype), (b, SIZE * SIZE))
+

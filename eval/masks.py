@@ -24,8 +24,9 @@ Reductions (host NumPy, from the id-sorted per-frame scalars, so shards merge ex
 * `fixed`: per-frame means for mIoU and FPR, and F = max_j of the mean F-curve over every non-empty
   frame (one dataset-level threshold, ACL-SSL's batch-independent definition), whatever the split.
 
-The F-curve is counted with one histogram per frame over the 255-threshold grid (a binary search of
-each pixel in the grid, then cumulative counts), so its cost does not grow with the grid.
+The F-curve is counted with one histogram per frame over the 255-threshold grid (each pixel's bin in
+the grid, then cumulative counts), so its cost does not grow with the grid. On NumPy with float32
+maps one keyed histogram per frame (`_keyed_histograms`) also gives the mIoU and FPR counts.
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def _keyed_histograms(p: np.ndarray, gt: np.ndarray, threshold: float) -> np.nda
     side = np.greater(p, np.float32(threshold), out=_xp.scratch("masks:on", (b, n), np.bool_)).view(np.uint8)
     side <<= 1
     side |= gt.view(np.uint8)
-    key |= np.left_shift(side, 8, dtype=np.uint16)
+    key |= np.left_shift(side, 8, out=_xp.scratch("masks:side", (b, n), np.uint16), dtype=np.uint16)
     if not b:
         return np.zeros((0, 2, 2, 256), np.int64)
     hist = np.stack([np.bincount(row, minlength=_KEY_OFFSET + _KEYS)[_KEY_OFFSET:] for row in key])

@@ -141,12 +141,16 @@ def validate_maps(
 
     marked = xp.any(gt) if xp.isdtype(gt.dtype, "bool") else xp.any(gt != 0)
     if require_gt and not bool(marked):
-        raise InputError(
-            f"{source}: expected field 'gt' to mark at least one pixel, got an empty ground truth for all "
-            f"{n} samples.",
-            hint="check that the boxes were rasterised (True inside the box)",
-        )
+        raise empty_gt_error(source, n)
     return BatchInfo(n=n, xp=xp)
+
+
+def empty_gt_error(source: str, n: int) -> InputError:
+    """The one rule for a ground truth empty for every sample (`vsslrt metrics` and `vsslrt bench`)."""
+    return InputError(
+        f"{source}: expected field 'gt' to mark at least one pixel, got an empty ground truth for all {n} samples.",
+        hint="check that the boxes were rasterised (True inside the box)",
+    )
 
 
 def check_finite_extremes(field: str, maxima: Any, minima: Any, *, source: str, xp: Any) -> None:

@@ -38,9 +38,6 @@ from vsslrt.files import sha256_file
 from vsslrt.models import REGISTRY, get_model
 
 TOP_LEVEL_KEYS = ("model", "model_state_dict", "state_dict")
-OFFICIAL_PREFIX = {
-    "ezvsl": "module.", "slavc": "module.", "fnac": "module.", "lvs": "module.", "sslalign": "", "ssltie": "",
-}
 _SHOW = 5  # how many offending keys an error message lists
 
 
@@ -71,7 +68,7 @@ def official_checkpoint(name: str, model: nn.Module) -> dict[str, Any]:
     Useful to hand a fine-tuned model to the reference code, and to test the loaders.
     """
     spec = get_model(name)
-    prefix = OFFICIAL_PREFIX[spec.name]
+    prefix = spec.checkpoint_prefix
     state = {prefix + k: v.detach().clone() for k, v in model.state_dict().items()}
     return {spec.checkpoint_key: state, "epoch": 0}
 
@@ -101,6 +98,42 @@ def _what_it_is(path: Path) -> str:
     return f"neither a torch zip nor a pickle ({size} bytes, starting {head[:8]!r})"
 
 
+def _imported_global(path: Path) -> str | None:
+    """The first Python object (module.name) a plain pickle file imports, read without unpickling.
+
+    `torch.load(weights_only=True)` names the object only for the pickle protocol torch writes; a
+    file pickled with protocol 3+ fails on an opcode first. `pickletools.genops` only parses.
+    """
+    import pickletools  # lazy: only when a file is refused
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if data[:1] != b"\x80":
+        return None
+    strings: list[str] = []
+    first = None
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            name = None
+            if op.name == "GLOBAL":
+                name = str(arg).replace(" ", ".")
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                name = f"{strings[-2]}.{strings[-1]}"
+            elif isinstance(arg, str):
+                strings.append(arg)
+            if name is not None and not name.startswith(_TENSOR_GLOBALS):
+                return name  # the first object that is not part of a tensor checkpoint
+            first = first or name
+    except Exception:  # noqa: BLE001 - a damaged pickle: described by _what_it_is instead
+        return None
+    return first
+
+
+_TENSOR_GLOBALS = ("torch.", "collections.OrderedDict")
+
+
 def load_torch_file(path: str | Path, *, trust: bool = False, what: str = "PyTorch checkpoint",
                     trust_hint: str | None = "pass --trust-checkpoint to load it with full unpickling") -> Any:
     """`torch.load` on the CPU with one-line errors that say what the file is.
@@ -121,19 +154,17 @@ def load_torch_file(path: str | Path, *, trust: bool = False, what: str = "PyTor
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        if found is None:
-            found = re.search(r"(?:Unsupported operand|global) ([\w.]+)", str(exc))
-        if found is not None or "weights_only" in str(exc).lower() or "Weights only load failed" in str(exc):
-            name = found.group(1) if found is not None else "non-tensor"
+        name = found.group(1) if found is not None else _imported_global(path)
+        if name is not None:  # a well-formed pickle that imports a Python object
             lead = (f"{path}: expected a {what} of tensors and plain values, got a pickle that loads a {name} "
                     "object; it was refused because unpickling it could run code.")
             hint = (f"if you trust the file's source, {trust_hint}" if trust_hint
                     else "use the official file, which holds only tensors")
             raise InputError(lead, hint=hint) from None
-        raise InputError(f"{path}: expected a {what}, got {_what_it_is(path)}.",
+        raise InputError(f"{path}: expected a {what}, got an unreadable file: {_what_it_is(path)}.",
                          hint="check that the download finished (compare its size or sha256 with the source)") from None
     except Exception:  # corrupt zip, truncated file, not a torch file at all
-        raise InputError(f"{path}: expected a {what}, got {_what_it_is(path)}.",
+        raise InputError(f"{path}: expected a {what}, got an unreadable file: {_what_it_is(path)}.",
                          hint="check that the download finished (compare its size or sha256 with the source)") from None
 
 

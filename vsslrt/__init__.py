@@ -16,8 +16,7 @@ The stages keep their own paths: `vsslrt.eval` (metrics, Evaluator), `vsslrt.eng
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vsslrt.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -40,14 +39,4 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vsslrt' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("vsslrt", _EXPORTS, globals())

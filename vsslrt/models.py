@@ -50,6 +50,7 @@ class ModelSpec:
     checkpoint_key: str = "model"  # top-level key of the official checkpoint
     audio_shape: tuple[int, int, int] = (1, 257, 200)  # (C, F, T) of one spectrogram input
     image_size: int = 224
+    checkpoint_prefix: str = "module."  # key prefix of the official checkpoint (DataParallel's, or none)
 
     @property
     def value_range(self) -> tuple[float, float]:
@@ -90,10 +91,12 @@ REGISTRY: dict[str, ModelSpec] = {
     "sslalign": ModelSpec(
         "sslalign", "SSL-Align", "lvs", 14, _COS,
         {"vggss": "cv2", "is3": "bilinear"}, _universal(0.2660, 0.2926, 0.3175), "model_state_dict", (1, 257, 299),
+        checkpoint_prefix="",
     ),
     "ssltie": ModelSpec(
         "ssltie", "SSL-TIE", "ssltie", 14, _COS,
         {"vggss": "cv2", "is3": "cv2"}, _universal(0.2641, 0.2906, 0.3338), "state_dict", (1, 257, 670),
+        checkpoint_prefix="",
     ),
 }
 

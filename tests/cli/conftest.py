@@ -1,6 +1,6 @@
 """Fixtures of the CLI tests: a tiny engine, real benchmark runs to calibrate, small heatmap batches.
 
-One definition each: the engine and the runs are those of tests/deploy, the batches those of tests/eval
+One definition each: the engine and the runs are those of tests/pipeline/deploy_fixtures.py, the batches those of tests/eval
 (loaded from their conftests). A test that needs is3-mini is skipped when the fixture data is absent.
 """
 
@@ -16,9 +16,9 @@ import pytest
 TESTS = Path(__file__).resolve().parents[1]
 IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", TESTS.parent.parent / "shared" / "data" / "is3-mini"))
 
-sys.path.insert(0, str(TESTS / "bench"))  # tiny_engine, for the modules that make their own engine
+sys.path.insert(0, str(TESTS / "pipeline"))  # tiny_engine, for the modules that make their own engine
 
-_spec = importlib.util.spec_from_file_location("vsslrt_tests_deploy_fixtures", TESTS / "deploy" / "conftest.py")
+_spec = importlib.util.spec_from_file_location("vsslrt_tests_deploy_fixtures", TESTS / "pipeline" / "deploy_fixtures.py")
 _deploy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_deploy)
 

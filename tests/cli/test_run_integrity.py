@@ -204,13 +204,17 @@ def test_second_writer_is_refused_at_once(engine, data, tmp_path):
 
 def test_dataset_warnings_are_shown_and_listed(engine, data, tmp_path):
     (data / "class_files_dict.json").unlink()  # classes derived from the names: a warning
+    boxes = data / "synthetic3240_bbox.json"
+    records = json.loads(boxes.read_text())
+    boxes.write_text(json.dumps(records + records[:6]))  # six repeated images: a warning each
     out = tmp_path / "run"
     result = _bench(engine, data, out)
     assert result.exit_code == 0, result.output
     shown = re.search(r"(\d+) warnings; first 5: (.*)", result.stdout)
-    assert shown and "no IS3 class dictionary" in shown.group(2), result.output
+    assert shown, result.output
     n = int(shown.group(1))
-    assert n > 5  # more than the five quoted
+    assert n == 7  # more than the five quoted
+    assert shown.group(2).count("repeats an image already listed") == 5
     report = (out / "report.md").read_text()
     section = report.split(f"### Dataset warnings ({n})", 1)[1].split("\n\n#", 1)[0]
     assert len([line for line in section.splitlines() if line.startswith("- ")]) == n  # every one listed
@@ -229,7 +233,7 @@ def test_bad_media_are_all_reported_before_the_first_batch(engine, data, tmp_pat
     assert not (out / "shards").exists()  # nothing ran
     ok = _bench(engine, data, out, "--skip-bad", limit=16)
     assert ok.exit_code == 0, ok.output
-    assert "left out before the run" in ok.output
+    assert "found before the run are skipped" in ok.output
     report = (out / "report.md").read_text()
     assert "lion_cat_872_cat" in report and images[1].stem in report
 
@@ -356,3 +360,54 @@ def test_trust_engine_code_reaches_the_encoders(engine, data, calibration_file, 
                "--calibration", str(calibration_file), "--out", str(tmp_path / "loc"), *flag)
     assert loc.exit_code == 0, loc.output
     assert seen == [trust, trust]
+
+
+# -- 6. one rule for an empty ground truth ------------------------------------------------------------
+
+
+def _manifest(tmp_path: Path, boxes: str) -> Path:
+    folder = tmp_path / f"manifest-{boxes}"
+    (folder / "frames").mkdir(parents=True)
+    (folder / "audio").mkdir()
+    lines = []
+    for i, image in enumerate(sorted((IS3_MINI / "images").glob("*.jpg"))[:6]):
+        shutil.copy(image, folder / "frames" / image.name)
+        shutil.copy(IS3_MINI / "audio_wav" / f"{image.stem}.wav", folder / "audio" / f"{image.stem}.wav")
+        rec = {"image": f"frames/{image.name}", "audio": f"audio/{image.stem}.wav", "group": f"g{i}"}
+        if boxes == "empty":
+            rec["boxes"] = []
+        lines.append(json.dumps(rec))
+    (folder / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_dataset_without_boxes_by_design_runs_the_negative_metrics_only(engine, tmp_path):
+    out = tmp_path / "run"
+    result = _cli("bench", "--engine", str(engine), "--dataset", "manifest", "--data-dir", str(_manifest(tmp_path, "none")),
+                  "--out", str(out), "--batch", "3", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    assert "no boxes by design" in result.output and "positive metrics are skipped" in result.output
+    metrics = _metrics(out)
+    assert not [k for k in metrics if k.startswith(("pos/", "pos_", "f/"))]
+    assert any(k.startswith("silence/") for k in metrics) and any(k.startswith("max/") for k in metrics)
+    assert "no boxes by design" in (out / "report.md").read_text()
+
+
+def test_empty_ground_truth_is_refused_like_the_metrics_command(engine, tmp_path):
+    import numpy as np
+
+    data = _manifest(tmp_path, "empty")
+    result = _cli("bench", "--engine", str(engine), "--dataset", "manifest", "--data-dir", str(data),
+                  "--out", str(tmp_path / "run"), "--batch", "3", "--workers", "0")
+    assert result.exit_code == 1
+    bench_line = _one_line(result)
+    example = dict(np.load(ROOT / "examples" / "example_maps.npz"))
+    example["gt"] = np.zeros_like(example["gt"])
+    np.savez(tmp_path / "empty.npz", **example)
+    metrics = _cli("metrics", str(tmp_path / "empty.npz"))
+    assert metrics.exit_code == 1
+    metrics_line = _one_line(metrics)
+    rule = "expected field 'gt' to mark at least one pixel, got an empty ground truth for all"
+    assert rule in bench_line and rule in metrics_line
+    assert bench_line.split(rule, 1)[1].split("samples.", 1)[1] == metrics_line.split(rule, 1)[1].split("samples.", 1)[1]
+    assert str(data) in bench_line

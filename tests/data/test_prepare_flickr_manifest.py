@@ -138,7 +138,7 @@ def test_manifest_box_times_choose_the_frames(lab, tmp_path):
 def test_manifest_without_boxes_runs_in_the_benchmark(lab, tmp_path):
     """No boxes: the records have empty ground truth. The benchmark runs; its positive metrics are
     computed against empty maps (IoU 0 by the fixed protocol), the negative ones are meaningful."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
     from tiny_engine import make_tiny_engine
 
     from vsslrt.pipeline.bench import run_bench

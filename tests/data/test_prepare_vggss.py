@@ -199,7 +199,7 @@ def test_parallel_workers_give_the_same_files(tmp_path, videos, prepared):
 
 
 def test_prepared_folder_runs_in_the_benchmark(prepared, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
     from tiny_engine import make_tiny_engine
 
     from vsslrt.pipeline.bench import run_bench

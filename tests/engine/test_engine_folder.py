@@ -20,7 +20,7 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 from tiny_engine import make_tiny_engine  # noqa: E402
 
 from vsslrt.cli._errors import format_error  # noqa: E402

@@ -8,15 +8,16 @@ import torch
 from vsslrt.errors import InputError
 from vsslrt.export.architectures import build_model
 from vsslrt.export.checkpoints import (
-    OFFICIAL_PREFIX,
     likely_models,
     load_checkpoint,
     official_checkpoint,
     read_state_dict,
 )
-from vsslrt.models import get_model
+from vsslrt.models import REGISTRY, get_model
 
 from .conftest import MODELS
+
+OFFICIAL_PREFIX = {name: spec.checkpoint_prefix for name, spec in REGISTRY.items()}  # the registry's layout facts
 
 
 def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:

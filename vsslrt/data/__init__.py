@@ -17,8 +17,7 @@ costs nothing (no SciPy, Pillow, soundfile, PyAV or torch).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vsslrt.lazy import lazy_exports
 
 _EXPORTS = {
     "load_dataset": "vsslrt.data.datasets",
@@ -56,14 +55,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vsslrt.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("vsslrt.data", _EXPORTS, globals())

@@ -73,7 +73,8 @@ def read_mask(path: str | Path, encoding: str) -> np.ndarray:
                     raise DataError(f"{path}: expected {expected}, got mode {mode!r}.")
                 return np.asarray(img.convert("L")) > GRAY_CUT
             if mode == "1":
-                return np.asarray(img, dtype=bool)
+                # Pillow hands mode-1 pixels over as bytes 0/255 under a bool dtype; compare to get real booleans
+                return np.asarray(img) != 0
             if mode not in ("L", "P") or (encoding == "palette255" and mode not in ("P", "L")):
                 raise DataError(f"{path}: expected {expected}, got mode {mode!r}.",
                                 hint="convert it losslessly (values 0 and 255) or give the dataset's own masks")

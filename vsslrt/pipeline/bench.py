@@ -34,6 +34,7 @@ This module is the run itself (checks, sessions, the batch loop); the rest lives
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -96,7 +97,7 @@ def run_bench(
                                      stop_after_batches, run.skipped)
                 if result is None:  # stopped early (tests)
                     return results
-                results.append(result)
+                results.append(_without_positive(result) if run.info.get("no_boxes") else result)
         except DataError as exc:
             # A file the probe could not see is bad (damage inside a compressed stream): record it, so
             # the same command continues from the finished batches once the file is fixed.
@@ -109,7 +110,6 @@ def run_bench(
 
 
 INTERRUPTED_NAME = "interrupted.json"  # a run stopped by a bad media file: the plain command continues it
-FINGERPRINT_NAME = "fingerprint.json"
 
 
 @dataclass
@@ -138,7 +138,8 @@ def start_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path,
     from vsslrt.data.problems import DatasetProblemsError
     from vsslrt.data.probe import probe_media
     from vsslrt.data.validation import validate_dataset
-    from vsslrt.pipeline.fingerprint import check_same_data, dataset_fingerprint, read_fingerprint
+    from vsslrt.pipeline.fingerprint import (FINGERPRINT_NAME, check_same_data, dataset_fingerprint, read_fingerprint,
+                                             warning_lines)
 
     if not engines:
         raise InputError("bench: expected at least one --engine folder, got none.")
@@ -148,7 +149,7 @@ def start_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path,
                          hint="choose another --out folder, or delete this one")
     started = (out / "shards").exists()
     if started and not resume and not after_data_error:
-        raise InputError(f"{out}: holds an unfinished run.",
+        raise InputError(f"{out}: holds an interrupted run (no completion marker).",
                          hint=unfinished_hint(out) + ", or choose another --out folder")
     resume = resume or (started and after_data_error)
     settings.check()
@@ -156,6 +157,7 @@ def start_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path,
     report = validate_dataset(dataset, raise_on_error=False)
     problems_file = out / "problems.txt"
     leave_out: dict[int, str] = {}
+    found_bad: dict[int, str] = {}
     if report.errors:
         if not (settings.skip_bad and report.only_bad_files):
             report.raise_for_errors(problems_file=problems_file)
@@ -179,29 +181,72 @@ def start_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path,
         if not settings.skip_bad:
             raise DatasetProblemsError(f"{dataset.kind} dataset at {dataset.root}", probe.problems,
                                        root=dataset.root, problems_file=problems_file)
-        # --skip-bad: the samples of bad files are left out; a bad offscreen-only clip is skipped
-        # where it is drawn (the batch loader's skip_bad).
+        # --skip-bad: listed now; the batch loader skips them where they are read (as a sample or as
+        # another's offscreen clip), so that a single, a resumed and a distributed run skip alike.
         for i, reason in probe.bad_samples.items():
-            leave_out.setdefault(i, reason)
+            found_bad.setdefault(i, reason)
     run_set = set(indices)
     skipped = [{"index": i, "name": dataset[i].name, "file": reason.split(": ", 1)[0], "reason": reason}
                for i, reason in sorted(leave_out.items()) if i in run_set]
+    unreadable = [{"index": i, "name": dataset[i].name, "file": reason.split(": ", 1)[0], "reason": reason}
+                  for i, reason in sorted(found_bad.items()) if i in run_set and i not in leave_out]
     kept = [i for i in indices if i not in leave_out]
     if not kept:
         raise DataError(f"{settings.data_dir}: no sample is readable ({len(skipped)} left out).",
                         hint=f"see {problems_file}" if problems_file.exists() else "check the data folder")
     atomic_write_json(out / FINGERPRINT_NAME, fingerprint)  # checked by every later --resume
 
-    warnings = [f"{p.where}: {' '.join(p.message.split())}" for p in report.warnings]
+    # Mask datasets (AVSBench) carry their ground truth as mask files, not boxes.
+    no_boxes = all(len(dataset[i].boxes) == 0 and getattr(dataset[i], "mask", None) is None for i in kept)
+    if no_boxes:
+        if not declares_no_boxes(dataset):
+            from vsslrt.eval.validate import empty_gt_error
+
+            raise empty_gt_error(str(settings.data_dir), len(kept))
+        if settings.protocol == "paper":
+            raise InputError(f"{settings.data_dir}: the paper protocol needs boxes, got a dataset without boxes.",
+                             hint="use --protocol fixed: it skips the positive metrics and runs the negative ones")
+    warnings = warning_lines(report.warnings)
     notices = []
+    if no_boxes:
+        notices.append(f"{settings.data_dir}: the dataset has no boxes by design: the positive metrics are skipped "
+                       "and the negative ones still run")
     if report.warnings:
         notices.append(report.warnings_summary(limit=5))
-    if skipped:
-        notices.append(f"{len(skipped)} sample{'s' if len(skipped) != 1 else ''} left out before the run "
-                       f"(--skip-bad): unreadable or missing media; listed in {out}/report.md")
+    if skipped or unreadable:
+        n = len(skipped) + len(unreadable)
+        notices.append(f"{n} sample{'s' if n != 1 else ''} with unreadable or missing media found before the run "
+                       f"are skipped (--skip-bad); listed in {out}/report.md")
     info = {"fingerprint": {k: v for k, v in fingerprint.items() if k != "media_files"}, "warnings": warnings,
-            "probe_skipped": skipped, "probe": probe.summary()}
+            "probe_skipped": skipped + unreadable, "probe": probe.summary(), "no_boxes": no_boxes}
     return RunStart(dataset, kept, resume, info, notices, skipped)
+
+
+# Metrics that need ground-truth boxes (the positive localisation and the F-scores built on it).
+POSITIVE_PREFIXES = ("pos/", "pos_", "f/", "f_auc_aoc/")
+
+
+def declares_no_boxes(dataset) -> bool:
+    """Whether a dataset has no boxes by design: a manifest none of whose records has a "boxes" field
+    (a CSV manifest: no boxes column). An explicit empty list is an empty ground truth instead."""
+    import csv
+
+    path = Path(str(dataset.sources.get("manifest", ""))) if dataset.kind == "manifest" else None
+    if path is None or not path.is_file():
+        return False
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        header = next(csv.reader(text.splitlines()), [])
+        return "boxes" not in [h.strip() for h in header]
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return bool(records) and all(isinstance(r, dict) and "boxes" not in r for r in records)
+
+
+def _without_positive(result: EngineResult) -> EngineResult:
+    drop = lambda metrics: {k: v for k, v in metrics.items() if not k.startswith(POSITIVE_PREFIXES)}  # noqa: E731
+    result.metrics = drop(result.metrics)
+    result.baselines = {name: drop(m) for name, m in result.baselines.items()}
+    return result
 
 
 def prepare_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path, *, resume: bool) -> tuple[Any, list[int]]:
@@ -357,14 +402,15 @@ def _run_engine(folder, dataset, indices, settings, out, resume, progress, stop_
     with EngineSession(folder, dataset, settings) as session:
         plan = session.plan
         evaluators = plan.new_evaluators(settings)
-        identity = plan.identity(settings, len(indices))
+        # The run's sample count includes the samples left out before the run (they are done: skipped).
+        identity = plan.identity(settings, len(indices) + len(left_out))
         log = PartLog(out / "shards" / folder.name, identity)
         prior_done: set[int] = set()
         prior_skipped: list[dict[str, Any]] = []
         prior_timings: list[dict[str, list[float]]] = []
         if log.exists():
             if not resume:
-                raise InputError(f"{out}: holds an unfinished run.", hint=unfinished_hint(out))
+                raise InputError(f"{out}: holds an interrupted run (no completion marker).", hint=unfinished_hint(out))
             for state, done, extra in log.load():
                 for key, part in split_states(state).items():
                     if key in evaluators:

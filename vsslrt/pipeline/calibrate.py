@@ -116,7 +116,8 @@ def load_run(run_dir: str | Path, engine: str | None = None) -> RunEngine:
                          hint=_BENCH_HINT)
     # Only the completion marker (written last, listing every file with its sha256) proves a run
     # finished: metrics.json alone may be the first file of a run a full disk or a kill cut short.
-    if read_complete_marker(run_dir) is None:
+    # The marker vouches for metrics.json here; the evaluator state has its own checks below.
+    if read_complete_marker(run_dir, verify=("metrics.json",)) is None:
         if (run_dir / "shards").is_dir() or metrics_path.is_file():
             raise InputError(f"{run_dir}: expected a finished run, got an unfinished one (no {COMPLETE_NAME}).",
                              hint=unfinished_hint(run_dir))

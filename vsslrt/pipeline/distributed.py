@@ -46,7 +46,8 @@ import numpy as np
 from vsslrt import __version__, errors
 from vsslrt.engine import backends
 from vsslrt.errors import BackendUnavailableError, InputError, VsslrtError, missing_extra
-from vsslrt.pipeline.bench import prepare_run
+from vsslrt.pipeline.bench import start_run
+from vsslrt.pipeline.runlock import RunLock
 from vsslrt.pipeline.latency import latency_summary
 from vsslrt.pipeline.plan import plan_engine
 from vsslrt.pipeline.results import BenchSettings, EngineResult, Progress, ShardResult
@@ -120,23 +121,24 @@ def run_bench_ray(
                         ("block_size", block_size)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"ray: expected {name} to be an integer >= 1, got {value!r}.")
-    dataset, indices = prepare_run(engines, settings, out, resume=resume)
     if block_size is not None and block_size % settings.batch:
         raise InputError(
             f"ray: expected the block size to be a multiple of the batch size {settings.batch}, got {block_size}.",
             hint="blocks of whole batches feed the encoders the batches of a single-process run",
         )
-    started = connect(address, num_cpus=num_cpus)
-    try:
-        results = [
-            _run_engine(ray, Path(engine), dataset, indices, settings, out=out, resume=resume, actors=actors,
-                        cpus_per_actor=cpus_per_actor, block_size=block_size, progress=progress)
-            for engine in engines
-        ]
-    finally:
-        if started:
-            ray.shutdown()
-    write_run_folder(out, results, settings, dataset)
+    with RunLock(out):  # one writer per run folder, as for a single-process run
+        run = start_run(engines, settings, out, resume=resume)
+        started = connect(address, num_cpus=num_cpus)
+        try:
+            results = [
+                _run_engine(ray, Path(engine), run.dataset, run.indices, settings, out=out, resume=resume,
+                            actors=actors, cpus_per_actor=cpus_per_actor, block_size=block_size, progress=progress)
+                for engine in engines
+            ]
+        finally:
+            if started:
+                ray.shutdown()
+        write_run_folder(out, results, settings, run.dataset, run.info)
     return results
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from vsslrt.errors import DataError, ManifestMismatchError
 from vsslrt.files import sha256_file, to_jsonable
 
+FINGERPRINT_NAME = "fingerprint.json"  # in the run folder: the full fingerprint, checked by every --resume
 SAMPLE_LIST = "the sample list"
 MEDIA = "the media files"
 PREPARE = "the preparation record (prepare.json)"
@@ -125,3 +126,19 @@ def read_fingerprint(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: expected a dataset fingerprint with a 'digest', got none.",
                         hint="delete the run folder to start the run again")
     return doc
+
+
+def warning_lines(problems) -> list[str]:
+    """The dataset's warnings as report.md and metrics.json list them, one line each."""
+    return [f"{p.where}: {' '.join(p.message.split())}" for p in problems]
+
+
+def dataset_facts(dataset, indices: Sequence[int] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """(fingerprint, warning lines) of a run over `indices` (all samples by default): what a run folder
+    records about its data, whoever writes it (a run, or shards merged on a driver)."""
+    from vsslrt.data.validation import validate_dataset  # lazy: validation loads the adapters' readers
+
+    indices = range(len(dataset)) if indices is None else indices
+    report = validate_dataset(dataset, raise_on_error=False)
+    return dataset_fingerprint(dataset, indices), warning_lines(report.warnings)
+

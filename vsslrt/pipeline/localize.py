@@ -154,6 +154,27 @@ class PreparedPair:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class EmbeddedPair:
+    """A prepared pair after the encoders and the head (`Localizer.embed_prepared`).
+
+    Attributes:
+        prepared: The prepared pair.
+        raw: Its (h, w) raw map.
+        full: Its upsampled map when the batch was upsampled together, else None.
+        shared_ms: Its share of the batch's stages (milliseconds).
+        upsample_seconds: Its share of the batch's upsampling.
+        batch_size: Pairs in its batch.
+    """
+
+    prepared: PreparedPair
+    raw: Any = field(repr=False)
+    full: Any = field(repr=False)
+    shared_ms: dict[str, float]
+    upsample_seconds: float
+    batch_size: int
+
+
 class Localizer:
     """A warm engine with its calibration, answering image/audio pairs.
 
@@ -297,6 +318,14 @@ class Localizer:
         Rows prepared on a device (CuPy arrays) are fed as they are: the runners answer in kind, and
         the results' raw map, map and mask stay device arrays (boxes and scores are host values).
         """
+        return [self.finish_embedded(item) for item in self.embed_prepared(prepared)]
+
+    def embed_prepared(self, prepared: Sequence[PreparedPair]) -> list[EmbeddedPair]:
+        """The engine part of `run_prepared`: the encoders, the head and the batch's upsampled maps.
+
+        `finish_embedded` then gives each pair's result; it needs no engine, so a service runs it
+        per pair in parallel, outside the engine's one thread.
+        """
         from vsslrt.head import similarity_maps
 
         if not prepared:
@@ -320,19 +349,22 @@ class Localizer:
         t = clock()
         fulls = self._upsampled_batch(raw, prepared)
         upsample_share = (clock() - t) / len(prepared)
-        results = []
-        for row, item in enumerate(prepared):
-            t = clock()
-            result = self._finish(item.pair, item.rgb, raw[row], None if fulls is None else fulls[row])
-            post = clock() - t + upsample_share
-            per_pair = {name: 1e3 * s / len(prepared) for name, s in times.items()}
-            per_pair["postprocess"] = 1e3 * post
-            # The stages before the postprocess are shared by the batch: each pair counts its share.
-            per_pair["total"] = sum(per_pair.values())
-            per_pair["batch_size"] = float(len(prepared))
-            result.timing_ms = per_pair
-            results.append(result)
-        return results
+        # The stages before the postprocess are shared by the batch: each pair counts its share.
+        shared = {name: 1e3 * s / len(prepared) for name, s in times.items()}
+        return [EmbeddedPair(item, raw[row], None if fulls is None else fulls[row], shared, upsample_share,
+                             len(prepared)) for row, item in enumerate(prepared)]
+
+    def finish_embedded(self, embedded: EmbeddedPair) -> LocalizationResult:
+        """One pair's result from `embed_prepared`: thresholds, mask and boxes (no engine work)."""
+        t = time.perf_counter()
+        item = embedded.prepared
+        result = self._finish(item.pair, item.rgb, embedded.raw, embedded.full)
+        per_pair = dict(embedded.shared_ms)
+        per_pair["postprocess"] = 1e3 * (time.perf_counter() - t + embedded.upsample_seconds)
+        per_pair["total"] = sum(per_pair.values())
+        per_pair["batch_size"] = float(embedded.batch_size)
+        result.timing_ms = per_pair
+        return result
 
     def _run_chunk(self, chunk: Sequence[Pair], on_bad: Callable[[Pair, DataError], None] | None = None
                    ) -> list[LocalizationResult]:

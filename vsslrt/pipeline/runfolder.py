@@ -16,6 +16,7 @@ import numpy as np
 from vsslrt import __version__
 from vsslrt.eval.report import format_number, summary_rows
 from vsslrt.files import atomic_savez, atomic_write_json, atomic_write_text, to_jsonable
+from vsslrt.pipeline.fingerprint import FINGERPRINT_NAME
 from vsslrt.pipeline.results import BenchSettings, EngineResult
 from vsslrt.pipeline.runstore import PartLog, ShardCheckpoint, write_complete_marker
 
@@ -35,7 +36,13 @@ def write_run_folder(out: Path, results: list[EngineResult], settings: BenchSett
     from vsslrt.pipeline.plots import plot_comparison, plot_max_values, plot_threshold_sweep
 
     out.mkdir(parents=True, exist_ok=True)
-    run_info = run_info or {}
+    if run_info is None:  # a folder written without a run start (shards merged on a driver): the same facts
+        from vsslrt.pipeline.fingerprint import dataset_facts
+
+        fingerprint, warnings = dataset_facts(dataset)
+        if not (out / FINGERPRINT_NAME).is_file():
+            atomic_write_json(out / FINGERPRINT_NAME, fingerprint)
+        run_info = {"fingerprint": {k: v for k, v in fingerprint.items() if k != "media_files"}, "warnings": warnings}
     doc = {
         "vsslrt": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -97,7 +104,7 @@ def _dataset_lines(run_info: dict) -> list[str]:
         lines += [f"### Dataset warnings ({len(warnings)})", ""] + [f"- {w}" for w in warnings] + [""]
     skipped = run_info.get("probe_skipped") or []
     if skipped:
-        lines += [f"### Samples left out before the run: unreadable media ({len(skipped)})", ""]
+        lines += [f"### Unreadable or missing media found before the run, skipped ({len(skipped)})", ""]
         lines += [f"- {s['name']}: {s['reason']}" for s in skipped] + [""]
     return lines
 
@@ -180,3 +187,15 @@ def protocol_sections(r: EngineResult) -> list[str]:
 
 def _fmt_threshold(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.4f}"
+
+
+def run_notes(results: list[EngineResult]) -> list[str]:
+    """The lines shown after the summary: each engine's accuracy gate and missing reference keys."""
+    from vsslrt.eval.coverage import summarise
+
+    lines = []
+    for r in results:
+        prefix = f"{r.name}: " if len(results) > 1 else ""
+        lines += [f"{prefix}{g}" for g in r.gates]
+        lines += [f"{prefix}{line}" for line in summarise(r.missing_keys)]
+    return lines

@@ -179,11 +179,12 @@ def write_complete_marker(run_dir: Path) -> Path:
                                                         "files": files})
 
 
-def read_complete_marker(run_dir: Path, *, verify: bool = True) -> dict[str, Any] | None:
+def read_complete_marker(run_dir: Path, *, verify: bool | tuple[str, ...] = True) -> dict[str, Any] | None:
     """The completion marker of a run folder, or None when the run is not finished.
 
     Args:
-        verify: Check that every listed file is there with its recorded size and sha256.
+        verify: Check that every listed file (True), or those named (paths relative to the run
+            folder), is there with its recorded size and sha256.
 
     Raises:
         DataError: The marker is unreadable, or a file it lists is missing or changed.
@@ -199,6 +200,8 @@ def read_complete_marker(run_dir: Path, *, verify: bool = True) -> dict[str, Any
                         f"{' '.join(str(exc).split())}.", hint="rerun the benchmark into a new folder") from None
     if verify:
         for rel, entry in files.items():
+            if verify is not True and rel not in verify:
+                continue
             f = Path(run_dir) / rel
             if not f.is_file() or f.stat().st_size != entry.get("bytes") or sha256_file(f) != entry.get("sha256"):
                 state = "is missing" if not f.is_file() else "changed after the run finished"

@@ -150,20 +150,10 @@ def bench(
     results = run_with_progress(engine, settings, run_dir, resume=resume, console=console, ray=ray_options)
     print_summary(results, run_dir, console, json_output)
     if not json_output:
+        from vsslrt.pipeline.runfolder import run_notes  # lazy: the report module loads the key tables
+
         for line in run_notes(results):
             console.print(line, highlight=False, soft_wrap=True)
-
-
-def run_notes(results) -> list[str]:
-    """The lines printed after the summary: each engine's accuracy gate and missing reference keys."""
-    from vsslrt.eval.coverage import summarise  # lazy: the coverage module loads the key tables
-
-    lines = []
-    for r in results:
-        prefix = f"{r.name}: " if len(results) > 1 else ""
-        lines += [f"{prefix}{g}" for g in r.gates]
-        lines += [f"{prefix}{line}" for line in summarise(r.missing_keys)]
-    return lines
 
 
 def register(app: typer.Typer) -> None:

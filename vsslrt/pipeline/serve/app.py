@@ -7,10 +7,10 @@ Work per request, and where it runs:
 3. decoding the image and the audio, the image front-end and the clip's working signal
    (`batch.decode_pair`), in a thread pool sized to the cores, off the event loop;
 4. the engine: the batcher groups decoded pairs and runs `batch.run_batch` on one engine thread, one
-   batch at a time: one spectrogram transform for the batch's clips, then `Localizer.run_prepared`
-   (encoders, head, one stacked upsampling, thresholds, boxes);
-5. the answer (`LocalizationResult.to_json`, plus the run-length encoded mask and the overlay PNG
-   when asked), in the thread pool.
+   batch at a time: one spectrogram transform for the batch's clips, then
+   `Localizer.embed_prepared` (encoders, head, one stacked upsampling);
+5. the answer, in the thread pool: the pair's thresholds, mask and boxes (`Localizer.finish_embedded`),
+   `LocalizationResult.to_json`, plus the run-length encoded mask and the overlay PNG when asked.
 
 Shutdown (SIGINT/SIGTERM): the service first drains for `drain_s` seconds (health answers 503,
 new requests get 503 with Retry-After, in-flight ones continue), then uvicorn stops accepting
@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vsslrt.errors import DataError, InputError
-from vsslrt.pipeline.serve.batch import decode_pair, run_batch
+from vsslrt.pipeline.serve.batch import decode_pair, prepared_pairs, run_batch
 from vsslrt.pipeline.serve.batcher import BatcherClosed, DynamicBatcher
 from vsslrt.pipeline.serve.inputs import Payload, decode_audio_bytes, decode_image_bytes, mask_rle, parse_json, parse_multipart
 from vsslrt.pipeline.serve.limits import Admission, RequestError, RequestGate, ServeLimits
@@ -131,9 +131,6 @@ class LocalizationService:
         # One BLAS thread per call: the service runs requests in parallel, and on a busy machine a
         # BLAS pool woken for each small product (the map's upsampling) costs 20x the product itself.
         self._blas_limits = threadpool_limits(limits=1, user_api="blas")
-        import os, sys
-        self._switch = sys.getswitchinterval()
-        sys.setswitchinterval(float(os.environ.get("VSSLRT_SWITCH", self._switch)))
         self._decode_pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="vsslrt-decode")
         self._engine_pool = ThreadPoolExecutor(1, thread_name_prefix="vsslrt-engine")
         self.batcher = DynamicBatcher(self._run_batch, self._engine_pool,
@@ -172,8 +169,8 @@ class LocalizationService:
             decoded = await loop.run_in_executor(
                 self._decode_pool, decode_pair, self.localizer, Pair("warmup", Path("warmup"), Path("warmup")),
                 rgb, audio)
-            for size in sorted({1, self.settings.max_batch}):
-                await loop.run_in_executor(self._engine_pool, self._run_batch, [decoded] * size)
+            for size in sorted({1, self.settings.max_batch}):  # the whole path: front-end batch, engine, results
+                await loop.run_in_executor(self._engine_pool, self._warm_batch, [decoded] * size)
         except Exception as exc:  # noqa: BLE001 - reported by /v1/health; the service stays up to say so
             self.warmup_error = " ".join(str(exc).split())
             self.status = "failed" if not self.draining else self.status
@@ -185,6 +182,9 @@ class LocalizationService:
 
     def _run_batch(self, items: list[Any]) -> list[Any]:
         return run_batch(self.localizer, items)
+
+    def _warm_batch(self, items: list[Any]) -> list[Any]:
+        return self.localizer.run_prepared(prepared_pairs(self.localizer, items))
 
     def _on_batch(self, size: int, seconds: float, waits: list[float]) -> None:
         self.metrics.batch_size.observe(size)
@@ -215,11 +215,11 @@ class LocalizationService:
             prepared = await asyncio.wait_for(loop.run_in_executor(self._decode_pool, self._prepare, payload),
                                               remaining())
             try:
-                result = await asyncio.wait_for(self.batcher.submit(prepared), remaining())
+                embedded = await asyncio.wait_for(self.batcher.submit(prepared), remaining())
             except BatcherClosed:
                 raise RequestError(503, "service: expected a running service, got one that is shutting down.",
                                    headers={"Retry-After": str(self.limits.retry_after_s)}) from None
-            return await asyncio.wait_for(loop.run_in_executor(self._decode_pool, self._answer, payload, result),
+            return await asyncio.wait_for(loop.run_in_executor(self._decode_pool, self._answer, payload, embedded),
                                           remaining())
         except asyncio.TimeoutError:
             raise RequestError(504, f"service: expected an answer within {self.limits.timeout_s:g} s, got none in "
@@ -243,7 +243,8 @@ class LocalizationService:
         self.metrics.observe_stages({"decode": decoded, "image_input": prepared.seconds["image_input"]})
         return prepared
 
-    def _answer(self, payload: Payload, result: Any) -> dict[str, Any]:
+    def _answer(self, payload: Payload, embedded: Any) -> dict[str, Any]:
+        result = self.localizer.finish_embedded(embedded)
         t = time.perf_counter()
         self.metrics.observe_stages({stage: ms / 1e3 for stage, ms in result.timing_ms.items()
                                      if stage in ("audio_input", "visual_encoder", "audio_encoder", "head",

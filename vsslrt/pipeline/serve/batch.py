@@ -4,7 +4,10 @@ Per request, in the decode pool (in parallel, off the event loop): decoding, the
 (one resize per image: images differ in size) and the working signal of the clip
 (`vsslrt.data.frontends.prepare_signal`). Per batch, on the engine thread: one batched transform
 for every clip of the batch (`spectrogram_inputs` on the list: equal-length clips go through one
-STFT), then `Localizer.run_prepared` (encoders, head, one stacked upsampling, thresholds, boxes).
+STFT), then `Localizer.embed_prepared` (encoders, head, one stacked upsampling). The rest of a
+pair's result (thresholds, mask, boxes: `Localizer.finish_embedded`) needs no engine and runs with
+its answer in the decode pool, so the engine's one thread, which every request passes through,
+does only the batch's work.
 
 The arithmetic per pair is that of `Localizer.prepare_decoded` (the same functions on the same
 rows), so the answers equal those of `vsslrt localize`.
@@ -74,7 +77,13 @@ def audio_rows(localizer: Any, items: Sequence[DecodedPair]) -> list[np.ndarray]
 
 
 def run_batch(localizer: Any, items: Sequence[DecodedPair]) -> list[Any]:
-    """Decoded pairs -> `LocalizationResult`s, in order (the batcher's `run_batch`)."""
+    """Decoded pairs -> `EmbeddedPair`s, in order (the batcher's `run_batch`); each pair's
+    `Localizer.finish_embedded` gives its `LocalizationResult`."""
+    return localizer.embed_prepared(prepared_pairs(localizer, items))
+
+
+def prepared_pairs(localizer: Any, items: Sequence[DecodedPair]) -> list[Any]:
+    """Decoded pairs -> `PreparedPair`s, their spectrograms made in one batched call."""
     from vsslrt.pipeline.localize import PreparedPair
 
     if not items:
@@ -85,4 +94,4 @@ def run_batch(localizer: Any, items: Sequence[DecodedPair]) -> list[Any]:
     prepared = [PreparedPair(i.pair, i.rgb, i.image_row, row,
                              {"image_input": i.seconds["image_input"], "audio_input": i.seconds["audio_input"] + share})
                 for i, row in zip(items, rows)]
-    return localizer.run_prepared(prepared)
+    return prepared

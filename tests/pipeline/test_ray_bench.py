@@ -16,7 +16,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'vssl
 pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'vsslrt[dist]'")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 from test_distributed import assert_same_metrics, assert_same_run_folders  # noqa: E402
 from tiny_engine import make_tiny_engine  # noqa: E402
 

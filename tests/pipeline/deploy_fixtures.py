@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny engine and real benchmark runs on two disjoint halves of is3-mini.
+"""Fixtures of the deployment tests (calibrate, localize, overlay) and the CLI tests: a tiny engine and real benchmark runs on two disjoint halves of is3-mini.
 
 The halves are written in the generic manifest format (absolute paths to the is3-mini files, boxes
 normalised from IS3's 224-pixel units), so one run fits the thresholds and the other is held out.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_engine import make_tiny_engine  # noqa: E402
 
 from vsslrt.pipeline.bench import run_bench  # noqa: E402
@@ -21,14 +21,6 @@ from vsslrt.pipeline.results import BenchSettings  # noqa: E402
 
 IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
 HALF = 8
-
-
-def pytest_collection_modifyitems(items):
-    skip = pytest.mark.skip(reason=f"the is3-mini fixture is not at {IS3_MINI}")
-    if not IS3_MINI.is_dir():
-        for item in items:
-            if "tests/deploy" in str(item.fspath).replace(os.sep, "/"):
-                item.add_marker(skip)
 
 
 def _write_split(folder: Path, records: list[dict]) -> Path:

@@ -1,6 +1,6 @@
 """Sharding without Ray: shard states merged on a driver equal one pass; layout rules (the CLI's --ray: tests/cli).
 
-These run everywhere (Ray not needed); tests/dist/test_ray_bench.py runs the same pipeline on a
+These run everywhere (Ray not needed); tests/pipeline/test_ray_bench.py runs the same pipeline on a
 local Ray instance.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 from tiny_engine import make_tiny_engine  # noqa: E402
 
 from vsslrt.pipeline.bench import EngineSession, run_bench  # noqa: E402
