@@ -39,21 +39,9 @@ _FILE_MODE = _file_mode()
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: Any) -> Path:
     """Write `data` (bytes or any buffer, e.g. TensorRT's IHostMemory) so readers see all or nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(memoryview(data))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-    return path
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(memoryview(data))
+    return Path(path)
 
 
 @contextlib.contextmanager

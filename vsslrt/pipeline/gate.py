@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from vsslrt.errors import EngineBuildError, InputError
+from vsslrt.eval.keys import NEGATIVES
 
 DEFAULT_MAX_DELTA = 1.0
 DEFAULT_MIN_ARGMAX = 0.99
 REFERENCE = ("ort", "fp32")
 INT8_PARITY_MAX_ABS = 0.2
 """The build's parity bound for int8 maps on random realistic inputs, as a share of the map scale."""
-NEGATIVES = ("silence", "noise", "offscreen")
 
 
 @dataclass(frozen=True)

@@ -90,15 +90,16 @@ def _print_summary(doc: dict[str, Any], path: Path) -> None:
     columns = [("fit", doc["fit"])] + ([("holdout", doc["holdout"])] if "holdout" in doc else [])
     for name, _ in columns:
         table.add_column(name, justify="right")
+    negatives = list(doc["fit"]["localization"]["pia"])  # the conditions the calibration file holds, in its order
     rows = [
         ("samples", lambda m: str(m["n_samples"])),
         ("pos mIoU (%)", lambda m: _pct(m["localization"]["pos_miou"])),
-        *[(f"{neg} pIA (%)", lambda m, n=neg: _pct(m["localization"]["pia"][n])) for neg in ("silence", "noise", "offscreen")],
+        *[(f"{neg} pIA (%)", lambda m, n=neg: _pct(m["localization"]["pia"][n])) for neg in negatives],
         ("F pos/neg", lambda m: _pct(m["localization"]["f_pos_neg"])),
         ("F pos/neg, gated by detection", lambda m: _pct(m["localization"]["gated"]["f_pos_neg"])),
         ("detection TPR", lambda m: f"{m['detection']['tpr']:.3f}"),
         *[(f"detection TNR {neg}", lambda m, n=neg: f"{m['detection']['tnr'][n]:.3f}")
-          for neg in ("silence", "noise", "offscreen")],
+          for neg in negatives],
         ("detection balanced accuracy", lambda m: f"{m['detection']['balanced_accuracy']:.3f}"),
     ]
     for label, cell in rows:
