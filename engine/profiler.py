@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from vsslrt.errors import InputError
+from vsslrt.engine.probe import cpu_info
 
 PERCENTILES = (90, 95, 99)
 
@@ -323,7 +324,6 @@ def environment_block(
     Library versions come from package metadata, so nothing is imported; the GPU is described
     only when CuPy is already loaded (that is, when the run uses the GPU).
     """
-    from vsslrt.engine.probe import cpu_info
 
     cpu = cpu_info()
     block: dict[str, Any] = {

@@ -30,6 +30,7 @@ import numpy as np
 
 from vsslrt.engine.base import Runner, TensorSpec
 from vsslrt.errors import BackendUnavailableError, EngineBuildError, InputError, missing_extra
+from vsslrt.engine.ort_runner import OrtRunner
 
 PROGRAM_SUFFIX = ".pt2"
 PARITY_MAX_ABS = 1e-4
@@ -200,7 +201,6 @@ class TorchRunner(Runner):
 
     def _check_parity(self) -> None:
         """The program against its ONNX graph on ONNX Runtime (CPU), on seeded inputs."""
-        from vsslrt.engine.ort_runner import OrtRunner
 
         if not self.reference.is_file():
             raise InputError(f"{self.reference}: expected the ONNX graph beside {self.program_path.name} (the parity "

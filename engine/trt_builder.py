@@ -34,6 +34,7 @@ from vsslrt.engine.cache import (
 )
 from vsslrt.engine.trt_common import create_builder, create_runtime, load_tensorrt, make_logger, network_flags
 from vsslrt.errors import EngineBuildError, InputError
+from vsslrt.engine.probe import build_environment
 
 MAX_OPTIMIZATION_LEVEL = 5
 
@@ -372,7 +373,6 @@ def build_engine(
     """
     trt = load_tensorrt(trt)
     if environment is None:
-        from vsslrt.engine.probe import build_environment
 
         environment = build_environment(trt=trt)
     key = EngineKey.create(

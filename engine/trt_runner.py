@@ -38,6 +38,7 @@ from vsslrt.engine.base import Runner, TensorSpec
 from vsslrt.engine.cache import ENVIRONMENT_FIELDS, EngineKey, describe, diff, read_key
 from vsslrt.engine.trt_common import create_runtime, load_cupy, load_tensorrt, make_logger
 from vsslrt.errors import InputError, ManifestMismatchError, VsslrtError
+from vsslrt.engine.probe import build_environment
 
 
 class TrtRunner(Runner):
@@ -161,7 +162,6 @@ class TrtRunner(Runner):
                     f"{self.engine_path}: expected the plan to match the sha256 recorded at build time, got different bytes.",
                     hint="the file was modified or damaged; rebuild it with `vsslrt build`",
                 )
-        from vsslrt.engine.probe import build_environment
 
         here = build_environment(trt=trt, cupy=cupy)
         changes = [c for c in diff(asdict(expected.environment()), asdict(here)) if c.field in ENVIRONMENT_FIELDS]

@@ -28,12 +28,12 @@ from vsslrt.eval.keys import (
     paper_pia_key,
     paper_pos_keys,
 )
+from vsslrt.errors import InputError
 
 
 def reduce_metrics(s: Mapping[str, np.ndarray], config: EvalConfig) -> dict[str, float]:
     """The metric dictionary of the configured protocol from id-sorted per-sample scalars."""
     if s["sample_id"].shape[0] == 0:
-        from vsslrt.errors import InputError
 
         raise InputError("compute: expected at least one evaluated sample, got none.", hint="call update() first")
     if config.protocol == "paper":

@@ -16,6 +16,7 @@ import numpy as np
 
 from vsslrt.errors import InputError
 from vsslrt.eval import _xp
+from vsslrt.eval.state import MAX_DEFAULT_WORKERS, _available_cpus, _pool
 
 N_PIXELS = 224 * 224
 
@@ -200,7 +201,6 @@ def top_mean_and_median(up: Any, *, xp: Any, need_top: bool, need_median: bool,
 
 def run_chunks(fn: Any, n: int, chunk: int, *, xp: Any) -> list[Any]:
     """fn(start, stop) over the chunks of n samples; NumPy chunks run on the evaluator's threads."""
-    from vsslrt.eval.state import MAX_DEFAULT_WORKERS, _available_cpus, _pool
 
     starts = list(range(0, n, chunk))
 

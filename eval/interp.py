@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from vsslrt.eval import _fma
+from vsslrt.eval import _xp
 
 SIZE = 224
 INTERPOLATIONS = ("bilinear", "cv2")
@@ -90,7 +91,6 @@ def upsample(maps: Any, interp: str, *, xp: Any, dtype: Any, out_tag: str | None
     b, h, w = maps.shape
     if (h, w) == (SIZE, SIZE):
         return xp.reshape(xp.astype(maps, dtype, copy=False), (b, SIZE * SIZE))
-    from vsslrt.eval import _xp
 
     dev = _xp.device_of(maps)
     ry = xp.asarray(weight_matrix(h, interp), device=dev)
@@ -240,7 +240,6 @@ def upsample_reference(maps: Any, interp: str, *, xp: Any, out_tag: str | None =
         out_tag: on the NumPy fast path, write the result into this per-thread work buffer (valid
             until the same tag is requested again) instead of a new array.
     """
-    from vsslrt.eval import _xp
 
     b, h, w = maps.shape
     maps = xp.astype(maps, xp.float32, copy=False)
@@ -313,7 +312,6 @@ def upsample_reference(maps: Any, interp: str, *, xp: Any, out_tag: str | None =
 def _reference_generic(maps: Any, interp: str, *, xp: Any) -> Any:
     """The array-API form of `upsample_reference` (CuPy; NumPy with the fast paths off, or with tiny
     values): full gathers and the TwoSum rule on every element."""
-    from vsslrt.eval import _xp
 
     b, h, w = maps.shape
     dev = _xp.device_of(maps)

@@ -44,6 +44,7 @@ from vsslrt.eval import _xp
 from vsslrt.eval._persample import PerSampleStore, config_json_of
 from vsslrt.eval._resize import RESIZES, resize
 from vsslrt.eval.keys import CONDITIONS
+from vsslrt.eval.state import MAX_DEFAULT_WORKERS, _available_cpus, _pool
 
 MODES = ("paper", "fixed")
 SCALES = ("probability", "logits")
@@ -429,7 +430,6 @@ class MaskEvaluator:
 
         starts = list(range(0, n, chunk))
         if _xp.is_numpy(xp) and len(starts) > 1:  # NumPy releases the GIL: chunks on the evaluator's threads
-            from vsslrt.eval.state import MAX_DEFAULT_WORKERS, _available_cpus, _pool
 
             parts = list(_pool(min(MAX_DEFAULT_WORKERS, _available_cpus())).map(one, starts))
         else:

@@ -33,6 +33,14 @@ from torch.nn import functional as F
 from vsslrt.data.synth import DEMO_FRONTEND
 from vsslrt.export.architectures import VSSLModel
 from vsslrt.models import MapHead
+from vsslrt import __version__
+from vsslrt.errors import EngineBuildError
+from vsslrt.export.parity import FP32_MAX_ABS, compare_maps, run_in_batches
+from vsslrt.export.pipeline import GRAPH_FILES, GRAPH_IO, ort_session
+from vsslrt.export.wrappers import AudioEncoder, VisualEncoder
+from vsslrt.files import sha256_file
+from vsslrt.head import similarity_maps
+from vsslrt.manifest import CheckpointInfo, GraphEntry, Manifest, TensorSpec
 
 DEMO_NAMES = ("demo-pos", "demo-san")
 DEMO_EMBED_DIM = 64
@@ -165,14 +173,7 @@ def export_demo(model: DemoModel, out_dir: str | Path, *, images: np.ndarray, au
     Raises:
         EngineBuildError: export, ONNX check or parity failed.
     """
-    from vsslrt.errors import EngineBuildError
-    from vsslrt.export.onnx_io import check_model, compose_fused, export_module, save_model
-    from vsslrt.export.parity import FP32_MAX_ABS, compare_maps, run_in_batches
-    from vsslrt.export.pipeline import GRAPH_FILES, GRAPH_IO, ort_session
-    from vsslrt.export.wrappers import AudioEncoder, VisualEncoder
-    from vsslrt.head import similarity_maps
-    from vsslrt.manifest import CheckpointInfo, GraphEntry, Manifest, TensorSpec
-    from vsslrt.files import sha256_file
+    from vsslrt.export.onnx_io import check_model, compose_fused, export_module, save_model  # lazy: onnxscript's exporter loads only to export
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -268,7 +269,6 @@ def _versions() -> dict[str, str]:
     import onnx
     import onnxruntime
 
-    from vsslrt import __version__
 
     return {
         "vsslrt": __version__,

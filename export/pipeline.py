@@ -172,7 +172,7 @@ def export_model(
 
 
 def _export(spec, out, checkpoint, seed, precision, object_net, imagenet_weights, loading, samples, opset, threads):
-    from vsslrt.export.architectures import build_model, build_object_net
+    from vsslrt.export.architectures import build_model, build_object_net  # lazy: torch; this module is read without it (build options, choices)
     from vsslrt.export.backbones import load_imagenet_resnet18
     from vsslrt.export.checkpoints import load_checkpoint
     from vsslrt.export.wrappers import AudioEncoder, VisualEncoder
@@ -222,7 +222,7 @@ def _import_torch():
     try:
         import torch
     except ImportError:
-        from vsslrt.errors import missing_extra
+        from vsslrt.errors import missing_extra  # error path only
 
         raise missing_extra("torch", "export", "export models to ONNX") from None
     return torch
@@ -232,20 +232,20 @@ def _import_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        from vsslrt.errors import missing_extra
+        from vsslrt.errors import missing_extra  # error path only
 
         raise missing_extra("onnxruntime", "cpu", "check the exported graphs against PyTorch") from None
     return onnxruntime
 
 
 def realistic_images_for(spec: ModelSpec, n: int, seed: int) -> np.ndarray:
-    from vsslrt.export.parity import realistic_images
+    from vsslrt.export.parity import realistic_images  # lazy: torch (see _export)
 
     return realistic_images(n, spec.image_size, seed)
 
 
 def realistic_audio_for(spec: ModelSpec, n: int, seed: int) -> np.ndarray:
-    from vsslrt.export.parity import realistic_spectrograms
+    from vsslrt.export.parity import realistic_spectrograms  # lazy: torch (see _export)
 
     return realistic_spectrograms(n, spec.audio_shape, spec.frontend, seed)
 
@@ -258,7 +258,7 @@ def _export_graphs(modules: dict, out: Path, precisions, opset):
     """
     import torch
 
-    from vsslrt.export.onnx_io import check_model, convert_to_fp16, export_module, save_model
+    from vsslrt.export.onnx_io import check_model, convert_to_fp16, export_module, save_model  # lazy: torch (see _export)
 
     exported, protos = [], {p: {} for p in precisions}
     for role, (module, data) in modules.items():
@@ -287,7 +287,7 @@ def export_programs(modules: dict, out: Path, roles: tuple[str, ...] = ("visual"
     the file and never these classes). Returns the written file names (relative to `out`)."""
     import torch
 
-    from vsslrt.export.onnx_io import MAX_BATCH
+    from vsslrt.export.onnx_io import MAX_BATCH  # lazy: torch (see _export)
 
     written = []
     for role in roles:
@@ -311,7 +311,7 @@ def export_programs(modules: dict, out: Path, roles: tuple[str, ...] = ("visual"
 
 def _compose_fused(spec: ModelSpec, protos: dict, out: Path) -> list[_Exported]:
     """model.onnx (and model.fp16.onnx): the encoder graphs composed with the head."""
-    from vsslrt.export.onnx_io import check_model, compose_fused, save_model
+    from vsslrt.export.onnx_io import check_model, compose_fused, save_model  # lazy: torch (see _export)
 
     exported = []
     (v_name,), (a_name,), (m_name,) = GRAPH_IO["visual"][1], GRAPH_IO["audio"][1], GRAPH_IO["fused"][1]
@@ -349,7 +349,7 @@ def _check_parity(spec, model, object_model, exported, images, audios, threads) 
     import onnxruntime as ort
     import torch
 
-    from vsslrt.export.parity import (
+    from vsslrt.export.parity import (  # lazy: torch (see _export)
         FP16_MAX_ABS,
         FP16_MIN_ARGMAX,
         FP32_MAX_ABS,
@@ -396,7 +396,7 @@ def _check_parity(spec, model, object_model, exported, images, audios, threads) 
 
 
 def _run(path: Path, input_name: str, data: np.ndarray, batches, threads) -> np.ndarray:
-    from vsslrt.export.parity import run_in_batches
+    from vsslrt.export.parity import run_in_batches  # lazy: torch (see _export)
 
     session = ort_session(path, threads)
     return run_in_batches(lambda x: session.run(None, {input_name: x})[0], (data,), batches)

@@ -43,6 +43,17 @@ import numpy as np
 from vsslrt.data import synth
 from vsslrt.eval.keys import CONDITIONS, NEGATIVES
 from vsslrt.models import DEMO_ASSETS
+from vsslrt.data.frontends import audio_input, silence_input, spectrogram_inputs
+from vsslrt.data.images import load_images, normalize_imagenet
+from vsslrt.data.negatives import noise_signal
+from vsslrt.data.records import boxes_from_normalised
+from vsslrt.eval.calibration import sweep_curves, threshold_max_f
+from vsslrt.eval.interp import upsample
+from vsslrt.export.demo_model import DEMO_HEAD, build_demo_model, frontend_dict
+from vsslrt.export.pipeline import ort_session
+from vsslrt.head import similarity_maps_multi
+from vsslrt.manifest import Manifest
+from vsslrt.models import Threshold
 
 DEFAULT_OUT = DEMO_ASSETS
 HASHES_FILE = "SHA256SUMS"
@@ -134,7 +145,6 @@ def load_training_set(data_seed: int, n_records: int) -> TrainingSet:
 
 def image_inputs(rgb: np.ndarray) -> np.ndarray:
     """(B, 224, 224, 3) uint8 -> (B, 3, 224, 224) float32 ImageNet-normalised (the benchmark's images)."""
-    from vsslrt.data.images import normalize_imagenet
 
     x = np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255.0)
     return normalize_imagenet(x)
@@ -171,7 +181,6 @@ def train(config: TrainConfig, data: TrainingSet | None = None, *, log=None):
     import torch
     from torch.nn import functional as F
 
-    from vsslrt.export.demo_model import build_demo_model
 
     torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True)
@@ -260,8 +269,6 @@ def evaluate_maps(pos: np.ndarray, silence: np.ndarray, noise: np.ndarray, offsc
     """
     # lazy: the evaluator is only needed when measuring, not to train or export
     from vsslrt.eval import Evaluator
-    from vsslrt.eval.calibration import sweep_curves, threshold_max_f
-    from vsslrt.eval.interp import upsample
 
     n = len(pos)
     conds = {"pos": pos, "silence": silence, "noise": noise, "offscreen": offscreen}
@@ -320,10 +327,6 @@ def load_test_batch(n_records: int = synth.DEFAULT_TEST_RECORDS, seed: int = syn
     Images and clips are read from the split's files with the project's front-ends; noise is the
     per-sample N(0, 1) of `vsslrt.data.negatives`; offscreen clips are the records' own "offscreen".
     """
-    from vsslrt.data.records import boxes_from_normalised
-    from vsslrt.data.frontends import audio_input, silence_input, spectrogram_inputs
-    from vsslrt.data.images import load_images
-    from vsslrt.data.negatives import noise_signal
 
     folder = synth.ensure_split("test", seed, max(n_records, synth.DEFAULT_TEST_RECORDS))
     records = synth.read_manifest(folder)[:n_records]
@@ -350,9 +353,6 @@ def load_test_batch(n_records: int = synth.DEFAULT_TEST_RECORDS, seed: int = syn
 
 def onnx_maps(folder: str | Path, batch: TestBatch, threads: int = 2) -> dict[str, np.ndarray]:
     """Raw maps of the four conditions from a demo folder's split graphs (ONNX Runtime, CPU)."""
-    from vsslrt.export.demo_model import DEMO_HEAD
-    from vsslrt.export.pipeline import ort_session
-    from vsslrt.head import similarity_maps_multi
 
     folder = Path(folder)
     visual_s = ort_session(folder / "visual.onnx", threads)
@@ -371,7 +371,6 @@ def torch_maps(model, batch: TestBatch) -> dict[str, np.ndarray]:
     """The same maps from a PyTorch model (for quick checks during development)."""
     import torch
 
-    from vsslrt.export.demo_model import DEMO_HEAD
 
     with torch.no_grad():
         visual = torch.cat([model.embed_visual(torch.from_numpy(batch.images[i:i + 64]))
@@ -405,8 +404,6 @@ def write_hashes(out: Path) -> Path:
 def record_universal_threshold(folder: Path, metrics: dict) -> Path:
     """Record the F-maximising threshold t* of `evaluate_maps` as the manifest's universal threshold
     ``maxf``, so that `vsslrt bench` reports each demo at its own t* (not at a fixed 0.5)."""
-    from vsslrt.manifest import Manifest
-    from vsslrt.models import Threshold
 
     manifest = Manifest.read(folder / "manifest.json")
     provenance = (f"F-maximising threshold on the synthetic test split ({metrics['n_records']} records, fixed "
@@ -420,7 +417,6 @@ def write_training_record(folder: Path, result: TrainResult, command: str, param
     """`training.json`: how the weights were made, and what they measured."""
     import torch
 
-    from vsslrt.export.demo_model import frontend_dict
 
     record = {
         "model": result.config.name,
@@ -500,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_export:
             metrics = evaluate(torch_maps(model, batch), batch) if batch is not None else None
         else:
-            from vsslrt.export.demo_model import count_parameters, export_demo
+            from vsslrt.export.demo_model import count_parameters, export_demo  # lazy: torch loads only to train or export
 
             folder = args.out / name
             parity = load_test_batch(8) if batch is None else batch

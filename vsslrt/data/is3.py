@@ -44,6 +44,7 @@ from vsslrt.data.records import (
 )
 from vsslrt.data.problems import ProblemList
 from vsslrt.errors import DataError
+from vsslrt.data.masks import MaskDataset, MaskSample
 
 BOX_NAMES = ("synthetic3240_bbox.json",)
 ANNOTATION_NAMES = ("IS3_annotation.json",)
@@ -203,7 +204,6 @@ def with_segmentation_masks(dataset: Dataset):
     """
     import dataclasses
 
-    from vsslrt.data.masks import MaskDataset, MaskSample
 
     folder = next((dataset.root / f for f in MASK_FOLDERS if (dataset.root / f).is_dir()), None)
     problems = ProblemList()

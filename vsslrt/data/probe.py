@@ -22,6 +22,7 @@ from pathlib import Path
 from vsslrt.data.problems import Problem, ProblemList, format_problems
 from vsslrt.data.records import Dataset
 from vsslrt.errors import DataError
+from vsslrt.data.images import image_header
 
 
 @dataclass
@@ -87,7 +88,6 @@ def probe_media(dataset: Dataset, *, workers: int = 4, skip_missing: bool = Fals
         The problems found, with the counts and the time taken.
     """
     from vsslrt.data.audio_io import audio_header  # soundfile/Pillow load on first probe, not on import
-    from vsslrt.data.images import image_header
 
     start = time.perf_counter()
     images: dict[Path, list[int]] = {}

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from vsslrt.errors import DataError, InputError, missing_extra
+from vsslrt.data.audio_io import mix_channels
 
 CHANNEL_RULES = ("mean", "first")
 #: Packets read by `probe` to tell a constant from a variable frame rate.
@@ -555,7 +556,6 @@ def read_audio_track(path: str | Path, *, rate: int | None = None, channels: str
     Returns:
         (samples (n,) float32, rate, time of the first sample in seconds).
     """
-    from vsslrt.data.audio_io import mix_channels
 
     if channels not in CHANNEL_RULES:
         raise InputError(f"channel rule: expected one of {', '.join(CHANNEL_RULES)}, got {channels!r}.")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from vsslrt.errors import DataError
+from vsslrt.data import noise_signal, prepare_signal, read_audio, silence_input, spectrogram_inputs
 
 NOISE_BANK_INDEX = 1 << 40  # noise bank entries use sample indices no dataset reaches
 
@@ -29,7 +30,6 @@ def encode_clips(dataset, indices, spec, mode, encoders, settings) -> tuple[dict
     chunks = [indices[i : i + settings.batch] for i in range(0, len(indices), settings.batch)]
 
     def prepare(chunk: list[int]) -> tuple[list[int], np.ndarray | None, dict[int, str]]:
-        from vsslrt.data import prepare_signal, read_audio, spectrogram_inputs
 
         ok, signals, rates, failed = [], [], [], {}
         for i in chunk:
@@ -68,14 +68,12 @@ def encode_clips(dataset, indices, spec, mode, encoders, settings) -> tuple[dict
 
 def silence(spec, mode) -> np.ndarray:
     """The one silence input of a front-end and mode."""
-    from vsslrt.data import silence_input
 
     return np.ascontiguousarray(silence_input(spec, mode))
 
 
 def noise_bank(spec, mode, settings, encoders) -> Any:
     """K noise inputs drawn once from (seed, bank entry) and encoded once: (K, K_maps, C)."""
-    from vsslrt.data import noise_signal, spectrogram_inputs
 
     signals = [noise_signal(spec, run_seed=settings.seed, repetition=0, index=NOISE_BANK_INDEX + k)
                for k in range(settings.noise_bank)]

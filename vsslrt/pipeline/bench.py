@@ -53,6 +53,24 @@ from vsslrt.pipeline.runfolder import write_run_folder
 from vsslrt.pipeline.runlock import RunLock
 from vsslrt.pipeline.runstore import COMPLETE_NAME, PartLog, read_complete_marker, unfinished_hint
 from vsslrt.pipeline.states import add_time, concat_timings, join_states, split_states
+from vsslrt.data import BatchLoader, get_frontend, load_dataset
+from vsslrt.data.flickr import CONSENSUS, GT_RULE
+from vsslrt.data.probe import probe_media
+from vsslrt.data.problems import DatasetProblemsError
+from vsslrt.data.validation import validate_dataset
+from vsslrt.eval.keys import CONDITIONS
+from vsslrt.head import similarity_maps_multi
+from vsslrt.pipeline import encoders as encoder_stage  # looked up at call time (tests replace open_encoders)
+from vsslrt.pipeline.fingerprint import (
+    FINGERPRINT_NAME,
+    check_same_data,
+    dataset_fingerprint,
+    read_fingerprint,
+    warning_lines,
+)
+from vsslrt.data.flickr import gt_weights
+from vsslrt.eval.validate import empty_gt_error
+from vsslrt.pipeline.examples import write_failure_views
 
 
 # ------------------------------------------------------------------------------------------------
@@ -134,12 +152,6 @@ def start_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path,
       (`problems.txt` in the run folder), or with --skip-bad those samples are left out;
     * the dataset fingerprint is stored at the start and checked on --resume.
     """
-    from vsslrt.data import load_dataset
-    from vsslrt.data.problems import DatasetProblemsError
-    from vsslrt.data.probe import probe_media
-    from vsslrt.data.validation import validate_dataset
-    from vsslrt.pipeline.fingerprint import (FINGERPRINT_NAME, check_same_data, dataset_fingerprint, read_fingerprint,
-                                             warning_lines)
 
     if not engines:
         raise InputError("bench: expected at least one --engine folder, got none.")
@@ -200,7 +212,6 @@ def start_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path,
     no_boxes = all(len(dataset[i].boxes) == 0 and getattr(dataset[i], "mask", None) is None for i in kept)
     if no_boxes:
         if not declares_no_boxes(dataset):
-            from vsslrt.eval.validate import empty_gt_error
 
             raise empty_gt_error(str(settings.data_dir), len(kept))
         if settings.protocol == "paper":
@@ -272,13 +283,11 @@ class EngineSession:
     """
 
     def __init__(self, folder: str | Path, dataset, settings: BenchSettings) -> None:
-        from vsslrt.data import get_frontend
-        from vsslrt.pipeline.encoders import open_encoders
 
         self.folder = Path(folder)
         self.dataset = dataset
         self.settings = settings
-        self.encoders = open_encoders(self.folder, backend=settings.backend, precision=settings.precision,
+        self.encoders = encoder_stage.open_encoders(self.folder, backend=settings.backend, precision=settings.precision,
                                       threads=settings.threads, with_object=settings.ogl,
                                       allow_host_code=settings.trust_engine_code)
         try:
@@ -317,8 +326,6 @@ class EngineSession:
         Returns:
             The shard's evaluator states, finished and skipped samples, and timings.
         """
-        from vsslrt.data import BatchLoader
-        from vsslrt.head import similarity_maps_multi
 
         settings, dataset, encoders, spec, plan = self.settings, self.dataset, self.encoders, self.spec, self.plan
         mode = settings.protocol
@@ -441,7 +448,6 @@ def _run_engine(folder, dataset, indices, settings, out, resume, progress, stop_
         if shard.stopped:
             return None
         if settings.examples:
-            from vsslrt.pipeline.examples import write_failure_views
 
             # While the session is open: the worst samples' maps are recomputed with its encoders.
             write_failure_views(out, session, dataset, evaluators["model"], settings.examples)
@@ -451,7 +457,6 @@ def _run_engine(folder, dataset, indices, settings, out, resume, progress, stop_
 
 def _protocol_inputs(dataset, protocols: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """Per-dataset arrays the protocol evaluators read, computed once per shard (not per batch)."""
-    from vsslrt.data.flickr import CONSENSUS, GT_RULE
 
     names = {name for name, _ in protocols}
     out: dict[str, Any] = {"dataset": dataset, "consensus": dataset.sources.get(GT_RULE) == CONSENSUS}
@@ -479,7 +484,6 @@ def _process_batch(batch, keep, encoders, spec, mode, repeats, settings, reuse, 
         # counting expects canonical 0/1 booleans.
         gt = gt.view(np.uint8) != 0
     if extras is not None and extras["consensus"]:
-        from vsslrt.data.flickr import gt_weights
 
         # Flickr's consensus ground truth (0 / 0.5 / 1); the loader yields the boolean union of the boxes.
         gt = gt_weights(extras["dataset"], idx)
@@ -545,7 +549,6 @@ def _update_protocols(evaluators, extras, r, idx, maps, gt, groups, visual, pos_
     embeddings), the same at every repetition: they are fed once per sample, at repetition 0, with
     the dataset index as sample id. The mask protocols score every repetition's conditions.
     """
-    from vsslrt.eval.keys import CONDITIONS
 
     ev = evaluators.get("protocol:slavc-extended")
     if ev is not None and r == 0:

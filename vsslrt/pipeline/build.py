@@ -34,6 +34,27 @@ from vsslrt.errors import BackendUnavailableError, EngineBuildError, InputError,
 from vsslrt.manifest import MANIFEST_NAME, Manifest, ParityFigures, describe_failures
 from vsslrt.files import sha256_file
 from vsslrt.models import get_model
+from vsslrt.engine.cache import EngineCache, describe
+from vsslrt.engine.ort_runner import OrtRunner
+from vsslrt.engine.probe import build_environment, capabilities, choose_backend
+from vsslrt.engine.trt_builder import BatchProfile, BuildSettings, build_engine
+from vsslrt.engine.trt_common import load_tensorrt
+from vsslrt.engine.trt_runner import TrtRunner
+from vsslrt.head import similarity_maps
+from vsslrt.pipeline import int8
+from vsslrt.engine.cache import key_path_for
+from vsslrt.export import pipeline as export_stage
+from vsslrt.export.pipeline import ObjectNetOptions
+from vsslrt.pipeline.gate import INT8_PARITY_MAX_ABS
+from vsslrt.export.parity import (
+    FP16_MAX_ABS,
+    FP16_MIN_ARGMAX,
+    FP32_MAX_ABS,
+    compare_maps,
+    realistic_images,
+    realistic_spectrograms,
+    run_in_batches,
+)
 
 ENGINE_DIR = "engines"
 BUILD_PRECISIONS = ("fp32", "fp16", "int8")
@@ -118,7 +139,6 @@ def build_engine_folder(
         BackendUnavailableError: The requested backend cannot run here (the message says why).
         EngineBuildError: Export, engine build or the parity check failed.
     """
-    from vsslrt.engine.probe import capabilities, choose_backend
 
     spec = get_model(model)
     profile = _check_options(precision, parity_samples, batch)
@@ -127,15 +147,12 @@ def build_engine_folder(
     folder = Path(out)
     chosen, reason = choose_backend(backend, caps if caps is not None else capabilities())
 
-    from vsslrt.export.pipeline import ObjectNetOptions
-
     objects = ObjectNetOptions(object_net, imagenet_weights)
     objects.check()
     manifest = reusable_export(folder, spec.name, checkpoint, seed, precision, objects=objects)
     exported = manifest is None
     if manifest is None:
-        if export is None:
-            from vsslrt.export.pipeline import export_model as export
+        export = export or export_stage.export_model  # read at call time; it imports torch only when it runs
         # fp16 engines are checked against the fp32 graphs, so an fp16 build exports both.
         exported_precision = "both" if precision == "fp16" else "fp32"
         # Only the object options that are set reach the export function (an injected one need not know them).
@@ -174,7 +191,6 @@ def build_exported_folder(
         BackendUnavailableError: The requested backend cannot run here.
         EngineBuildError: Engine build or the parity check failed.
     """
-    from vsslrt.engine.probe import capabilities, choose_backend
 
     profile = _check_options(precision, parity_samples, batch)
     folder = Path(folder)
@@ -205,7 +221,6 @@ def _reduced_precision(folder: Path, manifest: Manifest, backend: str, precision
             hint="build int8 for ort, ort-trt or trt; or pass --precision fp32")
     if precision == "fp32" or (precision == "fp16" and calibration is None):
         return manifest, None
-    from vsslrt.pipeline import int8
 
     calibration = calibration if calibration is not None else int8.Calibration()
     data = int8.load_calibration_data(calibration)
@@ -221,7 +236,6 @@ def _gated(report: BuildReport, gating: Any, calibration: Any, threads: int | No
         return report
     from dataclasses import replace
 
-    from vsslrt.pipeline import int8
 
     data, before, calibration = gating
     # The gate's batches stay within the engines' optimisation profile ("min:opt:max").
@@ -294,7 +308,6 @@ def reusable_export(
 
 def _check_options(precision: str, parity_samples: int, batch: str) -> Any:
     """Validate the build options shared by both entry points; returns the parsed batch profile."""
-    from vsslrt.engine.trt_builder import BatchProfile
 
     if precision not in BUILD_PRECISIONS:
         raise InputError(f"build: expected precision to be one of {', '.join(BUILD_PRECISIONS)}, got {precision!r}.")
@@ -331,10 +344,6 @@ def _has_graph(manifest: Manifest, role: str, precision: str) -> bool:
 def _build_trt_engines(
     folder, manifest, roles, precision, profile, workspace_bytes, level, trt, cupy
 ) -> tuple[EngineRecord, ...]:
-    from vsslrt.engine.cache import EngineCache, describe
-    from vsslrt.engine.probe import build_environment
-    from vsslrt.engine.trt_builder import BuildSettings, build_engine
-    from vsslrt.engine.trt_common import load_tensorrt
 
     trt = load_tensorrt(trt)
     environment = build_environment(trt=trt, cupy=cupy)
@@ -360,7 +369,6 @@ def _build_trt_engines(
 
 def _trt_runner_factory(plan: Path, key: Mapping[str, Any], trt: Any, cupy: Any) -> Callable[[], Any]:
     def make():
-        from vsslrt.engine.trt_runner import TrtRunner
 
         return TrtRunner(plan, expected_key=key, trt=trt, cupy=cupy)
 
@@ -369,7 +377,6 @@ def _trt_runner_factory(plan: Path, key: Mapping[str, Any], trt: Any, cupy: Any)
 
 def _ort_runner_factory(path: Path, provider: str, threads: int | None) -> Callable[[], Any]:
     def make():
-        from vsslrt.engine.ort_runner import OrtRunner
 
         return OrtRunner(path, provider=provider, intra_op_num_threads=threads)
 
@@ -401,17 +408,6 @@ def check_parity(
     Returns figures keyed "engine.split.<precision>" (visual + audio engines through the head)
     and "engine.fused.<precision>" when a fused engine exists.
     """
-    from vsslrt.engine.ort_runner import OrtRunner
-    from vsslrt.export.parity import (
-        FP16_MAX_ABS,
-        FP16_MIN_ARGMAX,
-        FP32_MAX_ABS,
-        compare_maps,
-        realistic_images,
-        realistic_spectrograms,
-        run_in_batches,
-    )
-    from vsslrt.head import similarity_maps
 
     n = sum(batches)
     image_size = int(manifest.inputs["image"].shape[-1])
@@ -422,7 +418,6 @@ def check_parity(
     if precision == "int8":
         # A sanity bound on random realistic inputs (a broken engine, NaNs); whether int8 still
         # localises is the accuracy gate's question, answered in metric space on real samples.
-        from vsslrt.pipeline.gate import INT8_PARITY_MAX_ABS
 
         max_abs, min_argmax = INT8_PARITY_MAX_ABS * manifest.head.scale, 0.0
 
@@ -470,7 +465,6 @@ def _record(folder, manifest, backend, reason, precision, profile, engines, pari
         },
     }
     if backend == "trt":
-        from vsslrt.engine.cache import key_path_for
 
         first_key = engines[0].info["key"]
         section["tensorrt_version"] = first_key["tensorrt_version"]

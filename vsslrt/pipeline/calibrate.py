@@ -39,6 +39,9 @@ from vsslrt.eval.config import check_protocol
 from vsslrt.eval.keys import NEGATIVES
 from vsslrt.files import to_jsonable
 from vsslrt.pipeline.runstore import COMPLETE_NAME, read_complete_marker, unfinished_hint
+from vsslrt import __version__
+from vsslrt.eval import Evaluator
+from vsslrt.files import atomic_write_json
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT = "vsslrt-calibration"
@@ -107,7 +110,6 @@ def load_run(run_dir: str | Path, engine: str | None = None) -> RunEngine:
         InputError: Not a run folder, an unfinished run, or no such engine in the run.
         DataError: The run folder is damaged (unreadable or inconsistent files).
     """
-    from vsslrt.eval import Evaluator
 
     run_dir = Path(run_dir)
     metrics_path = run_dir / "metrics.json"
@@ -404,7 +406,6 @@ def calibrate(
             another protocol.
         ManifestMismatchError: The held-out run is of another engine (manifest sha256 differs).
     """
-    from vsslrt import __version__
 
     choice = choice or RuleChoice()
     run = load_run(run_dir, engine)
@@ -472,7 +473,6 @@ def _manifest_sha(entry: Any) -> Any:
 
 def write_calibration(calibration: Calibration, path: str | Path) -> Path:
     """Write calibration.json atomically; returns the path."""
-    from vsslrt.files import atomic_write_json
 
     path = Path(path)
     if path.is_dir():

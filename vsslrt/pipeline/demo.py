@@ -15,6 +15,10 @@ from typing import Any
 
 from vsslrt.errors import InputError
 from vsslrt.models import DEMO_ASSETS, DEMO_MODELS
+from vsslrt.data.synth import cache_root
+from vsslrt.engine.probe import capabilities, choose_backend
+from vsslrt.files import sha256_file
+from vsslrt.pipeline.build import build_exported_folder
 
 
 def demo_engine_dirs() -> list[Path]:
@@ -32,7 +36,6 @@ def demo_engine_dirs() -> list[Path]:
 
 def demo_backend(requested: str = "auto", caps: Any = None) -> tuple[str, str]:
     """The backend the demos run with, and why: the best this machine has unless one is requested."""
-    from vsslrt.engine.probe import capabilities, choose_backend
 
     return choose_backend(requested, caps if caps is not None else capabilities())
 
@@ -57,9 +60,6 @@ def demo_engines(backend: str, *, batch: int, cache: Path | None = None, **build
     import shutil
     import tempfile
 
-    from vsslrt.pipeline.build import build_exported_folder
-    from vsslrt.data.synth import cache_root
-    from vsslrt.files import sha256_file
 
     root = (cache if cache is not None else cache_root().parent) / "demo-engines"
     root.mkdir(parents=True, exist_ok=True)

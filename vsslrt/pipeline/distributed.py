@@ -53,6 +53,12 @@ from vsslrt.pipeline.plan import plan_engine
 from vsslrt.pipeline.results import BenchSettings, EngineResult, Progress, ShardResult
 from vsslrt.pipeline.runfolder import write_run_folder
 from vsslrt.pipeline.states import concat_timings, join_states, split_states
+from vsslrt.data import load_dataset
+from vsslrt.files import sha256_file
+from vsslrt.manifest import Manifest
+from vsslrt.pipeline.bench import EngineSession
+from vsslrt.pipeline.runstore import PartLog
+from vsslrt.pipeline.examples import write_failure_views
 
 #: `--ray` without an address: start a local Ray instance (or use the one this process already runs).
 LOCAL = "local"
@@ -173,7 +179,6 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
 def ray_identity(folder: Path, settings: BenchSettings, n_samples: int) -> dict[str, Any]:
     """What resuming a Ray run must match: the engine's manifest and every setting that changes the
     numbers (not the data workers or threads, which do not)."""
-    from vsslrt.files import sha256_file
 
     chosen = {k: v for k, v in asdict(settings).items() if k not in ("workers", "threads")}
     chosen["data_dir"] = str(Path(settings.data_dir).resolve())
@@ -213,8 +218,6 @@ def block_ranges(indices: Sequence[int], finished: set[int], block_size: int) ->
 def _run_engine(ray, folder: Path, dataset, indices: list[int], settings: BenchSettings, *, out: Path, resume: bool,
                 actors: int | None, cpus_per_actor: int | None, block_size: int | None,
                 progress: Progress | None) -> EngineResult:
-    from vsslrt.manifest import Manifest
-    from vsslrt.pipeline.runstore import PartLog
 
     # Verify on the driver first: a wrong folder fails here with one line, before any actor starts.
     manifest = Manifest.read(folder)
@@ -269,7 +272,6 @@ def _run_engine(ray, folder: Path, dataset, indices: list[int], settings: BenchS
                           distributed={**layout, "blocks": len(blocks), "resumed_blocks": len(prior), "wall_s": wall,
                                        "address": _cluster_address(ray)}, dataset=dataset)
     if settings.examples:
-        from vsslrt.pipeline.examples import write_failure_views
 
         # The actors' sessions are gone: the driver reopens the engine folder for the worst samples only.
         write_failure_views(out, folder, dataset, result.state, settings.examples, settings=settings)
@@ -341,7 +343,6 @@ def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequen
                          hint="give every node the same vsslrt install and engine folder")
     backend, precision, use_ogl = ran_with.pop()
     if dataset is None:
-        from vsslrt.data import load_dataset
 
         dataset = load_dataset(settings.dataset, settings.data_dir, **settings.metadata)
     plan = plan_engine(folder, settings, manifest, backend=backend, precision=precision, use_ogl=use_ogl,
@@ -390,8 +391,6 @@ class ShardWorker:
     """
 
     def __init__(self, folder: str, settings: BenchSettings) -> None:
-        from vsslrt.pipeline.bench import EngineSession
-        from vsslrt.data import load_dataset
 
         # A user error (unreadable file, missing backend on this node) travels back in the output
         # rows, so that the driver raises it as it is rather than as Ray's wrapper around it.

@@ -27,6 +27,10 @@ from vsslrt.errors import InputError
 from vsslrt.eval.config import EvalConfig
 from vsslrt.eval.keys import CONDITIONS, NEGATIVES
 from vsslrt.files import atomic_write_bytes, atomic_write_json
+from vsslrt.data import BatchLoader
+from vsslrt.eval.interp import upsample
+from vsslrt.head import similarity_maps_multi
+from vsslrt.pipeline import audiocache
 
 PANELS = ("image", "ground truth") + CONDITIONS
 
@@ -124,10 +128,6 @@ def recompute_maps(session: Any, dataset: Any, sample_ids: np.ndarray, config: E
     A sample id is `repetition * len(dataset) + index` (the run's numbering); the loader is built
     with the run's seed, so the noise and offscreen inputs are those of the run.
     """
-    from vsslrt.data import BatchLoader
-    from vsslrt.eval.interp import upsample
-    from vsslrt.head import similarity_maps_multi
-    from vsslrt.pipeline import audiocache
 
     settings, encoders, spec = session.settings, session.encoders, session.spec
     mode = settings.protocol
@@ -230,7 +230,7 @@ def write_failure_views(run_dir: str | Path, engine: Any, dataset: Any, state: A
     column = threshold or default_threshold(config)
     own = not hasattr(engine, "encoders")
     if own:
-        from vsslrt.pipeline.bench import EngineSession
+        from vsslrt.pipeline.bench import EngineSession  # circular: the bench run writes the failure views
 
         if settings is None:
             raise InputError("examples: expected the run's settings with an engine folder, got none.")

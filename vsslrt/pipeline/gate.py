@@ -28,6 +28,10 @@ import numpy as np
 
 from vsslrt.errors import EngineBuildError, InputError
 from vsslrt.eval.keys import NEGATIVES
+from vsslrt.data import BatchLoader
+from vsslrt.eval.report import headline_threshold
+from vsslrt.head import similarity_maps
+from vsslrt.pipeline.results import BenchSettings
 
 DEFAULT_MAX_DELTA = 1.0
 DEFAULT_MIN_ARGMAX = 0.99
@@ -92,7 +96,6 @@ class GateFigures:
 
 def headline_keys(metrics: Mapping[str, float]) -> tuple[str, dict[str, str]]:
     """(threshold name, {label: metric key}) of the gated metrics of a fixed-protocol result."""
-    from vsslrt.eval.report import headline_threshold
 
     thr = headline_threshold(metrics)
     keys = {"pos cIoU@median": "pos/ciou@median", "pos AUC@median": "pos/auc@median",
@@ -148,7 +151,6 @@ def run_gate(
     """Benchmark `indices` of `dataset` with the folder's fp32 graphs on ONNX Runtime and with
     `precision` on `backend`, and compare (see the module docstring). Does not raise on a failed gate:
     `check` does."""
-    from vsslrt.pipeline.results import BenchSettings
 
     if not indices:
         raise InputError("gate: expected held-back samples, got none.",
@@ -164,9 +166,7 @@ def run_gate(
 
 def _measure(folder, dataset, indices, settings) -> tuple[dict[str, float], np.ndarray]:
     """The benchmark metrics of `indices`, and the argmax cell of each positive map."""
-    from vsslrt.data import BatchLoader
-    from vsslrt.head import similarity_maps
-    from vsslrt.pipeline.bench import EngineSession
+    from vsslrt.pipeline.bench import EngineSession  # circular: the gate runs the benchmark, whose plan reports gate figures
 
     with EngineSession(folder, dataset, settings) as session:
         evaluators = session.plan.new_evaluators(settings)

@@ -31,6 +31,13 @@ import numpy as np
 from vsslrt.errors import InputError
 from vsslrt.manifest import GraphEntry, Manifest
 from vsslrt.pipeline.gate import GateFigures, GateThresholds
+from vsslrt.data import BatchLoader, get_frontend, load_dataset, silence_input
+from vsslrt.data.datasets import DATASET_KINDS
+from vsslrt.files import atomic_write_bytes, sha256_file
+from vsslrt.pipeline import gate
+from vsslrt.data.synth import ensure_split
+from vsslrt.export.pipeline import GRAPH_IO, graph_file
+from vsslrt.export.quantize import CALIBRATION_METHODS, quantize_graph
 
 SYNTH = "synth"
 SYNTH_SEED = 1
@@ -67,7 +74,6 @@ class Calibration:
     workers: int = 2
 
     def check(self) -> None:
-        from vsslrt.export.quantize import CALIBRATION_METHODS
 
         if self.method not in CALIBRATION_METHODS:
             raise InputError(f"--calib-method: expected one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}.")
@@ -102,13 +108,10 @@ def load_calibration_data(calibration: Calibration) -> CalibrationData:
         InputError: A malformed `data`, or a dataset with no sample left to hold back.
         DataError: The dataset does not load.
     """
-    from vsslrt.data import load_dataset
-    from vsslrt.data.datasets import DATASET_KINDS
 
     calibration.check()
     text = str(calibration.data)
     if text == SYNTH:
-        from vsslrt.data.synth import ensure_split
 
         n = calibration.samples + calibration.gate_samples
         root = ensure_split("train", seed=SYNTH_SEED, n_records=n + n % 2)
@@ -137,7 +140,6 @@ def load_calibration_data(calibration: Calibration) -> CalibrationData:
 
 def calibration_inputs(data: CalibrationData, frontend: str, batch: int, workers: int) -> dict[str, np.ndarray]:
     """{"image": (N, 3, 224, 224), "audio": (2N + batch, C, F, T)} from the calibration samples (module docstring)."""
-    from vsslrt.data import BatchLoader, get_frontend, silence_input
 
     spec = get_frontend(frontend)
     loader = BatchLoader(data.dataset, spec, mode="fixed", batch_size=max(batch, 32), repeats=1, run_seed=0,
@@ -155,9 +157,6 @@ def quantize_folder(folder: Path, manifest: Manifest, backend: str, calibration:
                     data: CalibrationData) -> Manifest:
     """Write the folder's int8 encoder graphs (or keep them when calibrated the same way from the same
     fp32 graphs) and record them in `manifest` (not yet written)."""
-    from vsslrt.export.pipeline import GRAPH_IO, graph_file
-    from vsslrt.export.quantize import quantize_graph
-    from vsslrt.files import sha256_file
 
     scheme = scheme_for(backend)
     record = {"scheme": scheme, "method": calibration.method, "samples": len(data.calibrate),
@@ -200,8 +199,6 @@ def record_gate(folder: Path, figures: GateFigures) -> None:
 def gate_build(folder: Path, *, precision: str, backend: str, calibration: Calibration, data: CalibrationData,
                threads: int | None, previous_manifest: bytes | None, batch: int = 32) -> GateFigures:
     """Run the gate on the held-back samples; record it, or restore the previous manifest and raise."""
-    from vsslrt.files import atomic_write_bytes
-    from vsslrt.pipeline import gate
 
     figures = gate.run_gate(folder, data.dataset, data.held_back, precision=precision, backend=backend,
                             data_label=data.label, thresholds=calibration.gate, batch=batch,

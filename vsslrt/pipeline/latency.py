@@ -21,6 +21,10 @@ from typing import Any
 import numpy as np
 
 from vsslrt.files import atomic_write_json
+from vsslrt.engine import flops  # looked up at call time (tests replace the matmul timing)
+from vsslrt.engine.profiler import LatencyStats, ProfileSettings, environment_block, profile
+from vsslrt.head import similarity_maps_multi
+from vsslrt.pipeline import encoders as encoder_stage  # looked up at call time (tests replace open_encoders)
 
 
 def realistic_inputs(batch: int, audio_shape: Sequence[int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -46,21 +50,17 @@ def profile_engines(
     min_iterations: int = 5,
 ) -> dict[str, Any]:
     """Profile each engine folder over a batch-size sweep and write `out/latency.json`."""
-    from vsslrt.pipeline.encoders import open_encoders
-    from vsslrt.engine.flops import count_flops, measure_peak_gflops
-    from vsslrt.engine.profiler import ProfileSettings, environment_block, profile
-    from vsslrt.head import similarity_maps_multi
 
     settings = ProfileSettings(min_seconds=min_seconds, min_iterations=min_iterations)
-    peak = measure_peak_gflops()
+    peak = flops.measure_peak_gflops()
     report: dict[str, Any] = {"peak_gflops_per_s": peak, "peak_method": "4096x4096 fp32 matmul through NumPy",
                               "engines": {}}
     for folder in engines:
         folder = Path(folder)
-        with open_encoders(folder, backend=backend, precision=precision, with_object=False) as enc:
+        with encoder_stage.open_encoders(folder, backend=backend, precision=precision, with_object=False) as enc:
             manifest = enc.manifest
             audio_shape = manifest.inputs["audio"].shape[1:]
-            gflops = sum(count_flops(folder / manifest.graph(role, enc.precision).file).total
+            gflops = sum(flops.count_flops(folder / manifest.graph(role, enc.precision).file).total
                          for role in ("visual", "audio")) / 1e9
             rows = []
             for b in batch_sizes:
@@ -87,7 +87,6 @@ def profile_engines(
 def latency_summary(timings: dict[str, list[float]], repeats: int, backend: str, precision: str,
                     mode: str) -> dict[str, Any]:
     """Per-batch stage statistics of the run (milliseconds) and its throughput."""
-    from vsslrt.engine.profiler import LatencyStats, environment_block
 
     sizes = timings.get("batch_size", [])
     stages = {k: LatencyStats.from_samples(v).to_json_ms() for k, v in timings.items()

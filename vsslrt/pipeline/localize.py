@@ -33,6 +33,16 @@ import numpy as np
 
 from vsslrt.pipeline.calibrate import Calibration, as_calibration
 from vsslrt.errors import DataError, InputError, ManifestMismatchError
+from vsslrt.data import get_frontend, preprocess_image
+from vsslrt.data.audio_io import read_audio
+from vsslrt.data.frontends import prepare_signal, spectrogram_inputs
+from vsslrt.data.images import decode_image
+from vsslrt.engine.profiler import ProfileSettings, environment_block, profile
+from vsslrt.eval import _xp
+from vsslrt.eval.interp import weight_matrix
+from vsslrt.files import atomic_write_json, sha256_file
+from vsslrt.head import similarity_maps
+from vsslrt.pipeline import encoders as encoder_stage  # looked up at call time (tests replace open_encoders)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus")
@@ -206,8 +216,6 @@ class Localizer:
         threads: int | None = None,
         trust_engine_code: bool = False,
     ) -> None:
-        from vsslrt.data import get_frontend
-        from vsslrt.pipeline.encoders import open_encoders
 
         if str(map_size) not in MAP_SIZES:
             raise InputError(f"localize: expected map_size to be one of {', '.join(MAP_SIZES)}, got {map_size!r}.")
@@ -216,7 +224,7 @@ class Localizer:
         check_calibration_matches(self.engine_dir, self.calibration)
         self.map_size = str(map_size)
         self.gate = gate
-        self.encoders = open_encoders(self.engine_dir, backend=backend, precision=precision, threads=threads,
+        self.encoders = encoder_stage.open_encoders(self.engine_dir, backend=backend, precision=precision, threads=threads,
                                       with_object=False, allow_host_code=trust_engine_code)
         self.spec = get_frontend(self.encoders.manifest.frontend)
 
@@ -289,8 +297,6 @@ class Localizer:
         Raises:
             DataError: The image or the audio cannot be read.
         """
-        from vsslrt.data.audio_io import read_audio
-        from vsslrt.data.images import decode_image
 
         t = time.perf_counter()
         rgb = decode_image(pair.image)
@@ -326,7 +332,6 @@ class Localizer:
         `finish_embedded` then gives each pair's result; it needs no engine, so a service runs it
         per pair in parallel, outside the engine's one thread.
         """
-        from vsslrt.head import similarity_maps
 
         if not prepared:
             return []
@@ -391,7 +396,6 @@ class Localizer:
                   for p in prepared}
         if len(frames) != 1:
             return None
-        from vsslrt.eval.interp import weight_matrix
 
         (height, width), = frames
         rows = weight_matrix(int(raw.shape[1]), self.calibration.interp, height)
@@ -425,8 +429,6 @@ def frontend_rows(rgb: np.ndarray, audio: Any, spec: Any, protocol: str = "fixed
     Raises:
         DataError: The audio does not suit the front-end (see `vsslrt.data.prepare_signal`).
     """
-    from vsslrt.data import preprocess_image
-    from vsslrt.data.frontends import prepare_signal, spectrogram_inputs
 
     clock = time.perf_counter
     t = clock()
@@ -457,7 +459,6 @@ def decide(raw: np.ndarray, image_size: tuple[int, int], calibration: Calibratio
         full = upsample_map(raw, frame, calibration.interp)
     scale, limits = (width / frame[1], height / frame[0]), (width, height)
     if not _on_host(raw):
-        from vsslrt.eval import _xp
 
         # A device map: the map and the mask stay on the device (the overlay reads them there);
         # the connected components run on the host, from the boolean mask and each region's window.
@@ -489,7 +490,6 @@ def check_calibration_matches(engine_dir: Path, calibration: Calibration) -> Non
         InputError: The engine folder or its manifest.json does not exist.
         ManifestMismatchError: The hashes differ.
     """
-    from vsslrt.files import sha256_file
 
     engine_dir = Path(engine_dir)
     if not engine_dir.is_dir():
@@ -517,8 +517,6 @@ def upsample_map(raw: np.ndarray, size: tuple[int, int], interp: str = "bilinear
     evaluated at the requested size, so the mask at the image size is the protocol's mask drawn
     at a finer or coarser grid.
     """
-    from vsslrt.eval import _xp
-    from vsslrt.eval.interp import weight_matrix
 
     rows = weight_matrix(int(raw.shape[0]), interp, int(size[0]))
     cols = weight_matrix(int(raw.shape[1]), interp, int(size[1]))
@@ -582,13 +580,11 @@ def _namespace(array: Any) -> Any:
 def _on_host(array: Any) -> bool:
     """True for a NumPy array on the NumPy fast path (the default); False for a device array, or
     for NumPy under `vsslrt.eval._xp.use_fast_paths(False)` (the generic path CuPy runs)."""
-    from vsslrt.eval import _xp
 
     return isinstance(array, np.ndarray) and _xp.fast_paths_enabled()
 
 
 def _host(array: Any) -> np.ndarray:
-    from vsslrt.eval import _xp
 
     return _xp.to_numpy(array)
 
@@ -635,7 +631,6 @@ def mask_boxes(mask: np.ndarray, values: np.ndarray, *, scale: tuple[float, floa
 
 def write_result_json(result: LocalizationResult, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write the result (and any extra sections) as JSON, atomically."""
-    from vsslrt.files import atomic_write_json
 
     path = Path(path)
     atomic_write_json(path, {**result.to_json(), **(extra or {})})
@@ -745,7 +740,6 @@ def profile_localize(localizer: Localizer, image: str | Path, audio: str | Path,
     Returns:
         `vsslrt.engine.profiler.LatencyReport.to_json()` (times in ms: median, percentile(90%), ...).
     """
-    from vsslrt.engine.profiler import ProfileSettings, environment_block, profile
 
     if not isinstance(iterations, int) or iterations < 1:
         raise InputError(f"profile: expected iterations to be a positive integer, got {iterations!r}.")

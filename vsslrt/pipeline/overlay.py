@@ -21,6 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vsslrt.errors import InputError
+from vsslrt.eval._xp import to_numpy
+from vsslrt.files import atomic_write_bytes
 
 ALPHA = 0.5
 LEVELS = 256
@@ -132,7 +134,6 @@ def overlay_layer(
 
 def _display(values: Any, mask: Any) -> np.ndarray:
     """`display_map` in float32 on the host (a device map is copied here, where it is drawn)."""
-    from vsslrt.eval._xp import to_numpy
 
     return display_map(to_numpy(values), to_numpy(mask).astype(bool, copy=False)).astype(np.float32)
 
@@ -301,7 +302,6 @@ def overlay_png_bytes(result: Any) -> bytes:
 
 def write_overlay_png(result: Any, path: str | Path) -> Path:
     """Write a `LocalizationResult`'s overlay as a PNG, atomically; returns the path."""
-    from vsslrt.files import atomic_write_bytes
 
     path = Path(path)
     atomic_write_bytes(path, overlay_png_bytes(result))

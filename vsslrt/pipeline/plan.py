@@ -24,6 +24,15 @@ from vsslrt.pipeline.gate import format_gates
 from vsslrt.pipeline.latency import latency_summary
 from vsslrt.pipeline.results import BenchSettings, EngineResult
 from vsslrt.pipeline.states import join_states
+from vsslrt.eval import Evaluator
+from vsslrt.eval.calibration import candidate_grid, fit_candidates, sweep_curves
+from vsslrt.eval.coverage import INTERACTIVE_KEYS, missing_reference_keys
+from vsslrt.eval.protocols import applicable_protocols, check_applicable, get_preset, missing_needs
+from vsslrt.eval.extended import ExtendedEvaluator
+from vsslrt.eval.interactive import InteractiveEvaluator
+from vsslrt.eval.masks import MaskEvaluator
+from vsslrt.eval.retrieval import RetrievalEvaluator
+from vsslrt.models import REGISTRY
 
 
 @dataclass
@@ -56,7 +65,6 @@ class EnginePlan:
 
     def new_evaluators(self, settings: BenchSettings) -> dict[str, Any]:
         """Empty evaluators: "model", "baseline:<name>" for each scored baseline, "protocol:<preset>"."""
-        from vsslrt.eval import Evaluator
 
         def new(sweep: Any) -> Any:
             return Evaluator(protocol=settings.protocol, thresholds={k: v["value"] for k, v in self.thresholds.items()},
@@ -113,7 +121,6 @@ class EnginePlan:
 
     def _protocol_results(self, evaluators: dict[str, Any], settings: BenchSettings) -> dict[str, dict[str, Any]]:
         """Preset -> provenance and metrics; the negative-audio metrics are the result's own `metrics`."""
-        from vsslrt.eval.protocols import get_preset
 
         out: dict[str, dict[str, Any]] = {"negative-audio": {
             "provenance": get_preset("negative-audio").provenance(settings.protocol), "metrics": "see metrics"}}
@@ -132,7 +139,6 @@ class EnginePlan:
 
     def _missing_keys(self, metrics: dict[str, float], settings: BenchSettings) -> dict[str, str]:
         """Paper mode: the reference keys this run cannot produce, with the reason of each."""
-        from vsslrt.eval.coverage import INTERACTIVE_KEYS, missing_reference_keys
 
         if settings.protocol != "paper":
             return {}
@@ -152,7 +158,6 @@ def plan_engine(folder: Path, settings: BenchSettings, manifest, *, backend: str
         use_ogl: Whether the object-saliency graph is opened (OGL metrics and the objectness baseline).
         dataset: The run's dataset: the protocol presets are resolved against it (none without it).
     """
-    from vsslrt.eval.calibration import candidate_grid
 
     value_range = (manifest.head.offset - manifest.head.scale, manifest.head.offset + manifest.head.scale)
     return EnginePlan(
@@ -178,19 +183,15 @@ NOT_IN_BENCH = {
 def protocol_evaluator(name: str, mode: str) -> Any:
     """A new evaluator of one preset (beside "model", the negative-audio evaluator)."""
     if name == "slavc-extended":
-        from vsslrt.eval.extended import ExtendedEvaluator
 
         return ExtendedEvaluator("slavc", mode)
     if name == "sslalign-is3":
-        from vsslrt.eval.interactive import InteractiveEvaluator
 
         return InteractiveEvaluator(mode)
     if name == "retrieval":
-        from vsslrt.eval.retrieval import RetrievalEvaluator
 
         return RetrievalEvaluator()
     if name in ("avsbench", "avsbench-robust"):
-        from vsslrt.eval.masks import MaskEvaluator
 
         # AVSBench scores the positive map only; the robust variant every condition against the positive mask.
         return MaskEvaluator(mode, conditions=("pos",)) if name == "avsbench" else MaskEvaluator(mode)
@@ -201,7 +202,6 @@ def protocol_evaluator(name: str, mode: str) -> Any:
 def resolve_protocols(settings: BenchSettings, dataset: Any) -> dict[str, Any]:
     """The presets of the run (EnginePlan fields): those asked for, checked against the dataset, or
     every applicable one. A preset the dataset cannot serve is a one-line InputError (before any batch)."""
-    from vsslrt.eval.protocols import applicable_protocols, check_applicable, get_preset, missing_needs
 
     requested = settings.requested_protocols()
     chosen: list[tuple[str, str]] = []
@@ -247,7 +247,6 @@ def _thresholds(settings: BenchSettings, manifest) -> dict[str, dict[str, Any]]:
 
 def _default_interp(settings: BenchSettings, manifest) -> str:
     if settings.protocol == "paper":
-        from vsslrt.models import REGISTRY
 
         spec = REGISTRY.get(manifest.model)
         if spec is not None:
@@ -257,7 +256,6 @@ def _default_interp(settings: BenchSettings, manifest) -> str:
 
 def _calibrate(evaluator) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray] | None]:
     """This run's calibration candidates (`vsslrt.eval.calibration.RUN_CANDIDATES`) and sweep curves."""
-    from vsslrt.eval.calibration import fit_candidates, sweep_curves
 
     try:
         curves = sweep_curves(evaluator)

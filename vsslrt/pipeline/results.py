@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from vsslrt.errors import InputError
+from vsslrt.eval.config import check_protocol
+from vsslrt.eval.protocols import parse_protocol
 
 
 @dataclass
@@ -76,7 +78,6 @@ class BenchSettings:
 
     def check(self) -> None:
         """Refuse settings out of range before any data is read (the protocol through `vsslrt.eval.config`)."""
-        from vsslrt.eval.config import check_protocol
 
         check_protocol(self.protocol)
         for name, value, low in (("batch", self.batch, 1), ("repeats", self.effective_repeats, 1),
@@ -91,7 +92,6 @@ class BenchSettings:
 
     def requested_protocols(self) -> list[tuple[str, str]] | None:
         """(preset, mode) pairs asked for, None for every applicable preset (syntax checked here)."""
-        from vsslrt.eval.protocols import parse_protocol
 
         if self.protocols is None or str(self.protocols).strip().lower() in ("", "all"):
             return None

@@ -19,6 +19,8 @@ from vsslrt.files import atomic_savez, atomic_write_json, atomic_write_text, to_
 from vsslrt.pipeline.fingerprint import FINGERPRINT_NAME
 from vsslrt.pipeline.results import BenchSettings, EngineResult
 from vsslrt.pipeline.runstore import PartLog, ShardCheckpoint, write_complete_marker
+from vsslrt.eval.coverage import summarise
+from vsslrt.pipeline.fingerprint import dataset_facts
 
 
 def write_run_folder(out: Path, results: list[EngineResult], settings: BenchSettings, dataset,
@@ -33,11 +35,10 @@ def write_run_folder(out: Path, results: list[EngineResult], settings: BenchSett
         run_info: The run's dataset facts: "fingerprint", "warnings" (one line each),
             "probe_skipped" (samples left out before the run by --skip-bad).
     """
-    from vsslrt.pipeline.plots import plot_comparison, plot_max_values, plot_threshold_sweep
+    from vsslrt.pipeline.plots import plot_comparison, plot_max_values, plot_threshold_sweep  # lazy: matplotlib loads only when plots are drawn
 
     out.mkdir(parents=True, exist_ok=True)
     if run_info is None:  # a folder written without a run start (shards merged on a driver): the same facts
-        from vsslrt.pipeline.fingerprint import dataset_facts
 
         fingerprint, warnings = dataset_facts(dataset)
         if not (out / FINGERPRINT_NAME).is_file():
@@ -164,7 +165,6 @@ def format_report(results: list[EngineResult], settings: BenchSettings, dataset,
 
 def protocol_sections(r: EngineResult) -> list[str]:
     """report.md: precision and accuracy gate, the protocol presets' metrics, the reference keys it lacks."""
-    from vsslrt.eval.coverage import summarise
 
     lines = ["", "### Precision and accuracy gate", "", f"- precision: {r.manifest.get('precision')}"]
     lines += [f"- {g}" for g in r.gates] or ["- no accuracy gate recorded in the engine's manifest for this precision"]
@@ -191,7 +191,6 @@ def _fmt_threshold(value: float | None) -> str:
 
 def run_notes(results: list[EngineResult]) -> list[str]:
     """The lines shown after the summary: each engine's accuracy gate and missing reference keys."""
-    from vsslrt.eval.coverage import summarise
 
     lines = []
     for r in results:

@@ -72,6 +72,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from vsslrt.errors import InputError
+from vsslrt.data import preprocess_image
+from vsslrt.data.audio_io import DecodedAudio, mix_channels
+from vsslrt.data.frontends import prepare_signal, spectrogram_inputs
+from vsslrt.data.video import FrameSampler
+from vsslrt.eval import _xp
+from vsslrt.pipeline.localize import Pair, PreparedPair, decide
 
 ALIGNMENTS = ("centre", "trailing")
 
@@ -243,7 +249,6 @@ class StreamSession:
                  smoothing: Smoothing | None = None, hysteresis: Hysteresis | None = None, batch_size: int = 8,
                  buffer_seconds: float | None = None, max_pending: int | None = None,
                  audio_start: float = 0.0, device: bool | None = None) -> None:
-        from vsslrt.data.video import FrameSampler
 
         if alignment not in ALIGNMENTS:
             raise InputError(f"stream: expected alignment to be one of {', '.join(ALIGNMENTS)}, got {alignment!r}.")
@@ -298,7 +303,6 @@ class StreamSession:
             time: Timestamp of the chunk's first sample; None: right after the previous chunk (the
                 first chunk then starts at `audio_start`).
         """
-        from vsslrt.data.audio_io import mix_channels
 
         if self._finished:
             raise InputError("stream: expected audio before finish(), got a chunk after it.")
@@ -445,10 +449,6 @@ class StreamSession:
         return first, first + n, False
 
     def _run(self, batch: Sequence[_Pending], *, final: bool) -> list[FrameResult]:
-        from vsslrt.data import preprocess_image
-        from vsslrt.data.audio_io import DecodedAudio
-        from vsslrt.data.frontends import prepare_signal, spectrogram_inputs
-        from vsslrt.pipeline.localize import Pair, PreparedPair
 
         clock = time.perf_counter
         t0 = clock()
@@ -480,7 +480,6 @@ class StreamSession:
         return [self._decide(item, res, window) for item, res, window in zip(batch, raw_results, windows)]
 
     def _decide(self, item: _Pending, result: Any, window: tuple[float, float]) -> FrameResult:
-        from vsslrt.pipeline.localize import decide
 
         cal = self.calibration
         score = float(result.score)
@@ -520,7 +519,6 @@ def _empty_mask(like: Any) -> Any:
         return np.zeros(like.shape, dtype=bool)
     from array_api_compat import array_namespace
 
-    from vsslrt.eval import _xp
 
     xp = array_namespace(like)
     return xp.zeros(like.shape, dtype=xp.bool, device=_xp.device_of(like))
@@ -542,7 +540,7 @@ def _device_module(localizer: Any, device: bool | None) -> Any:
         import cupy  # optional: only on a GPU machine
     except ImportError:
         if device:
-            from vsslrt.errors import missing_extra
+            from vsslrt.errors import missing_extra  # error path only
 
             raise missing_extra("cupy", "gpu", "keep the maps on the GPU") from None
         return None

@@ -29,6 +29,13 @@ from typing import Any
 import numpy as np
 
 from vsslrt.errors import InputError
+from vsslrt.data import get_frontend
+from vsslrt.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from vsslrt.head import similarity_maps
+from vsslrt.manifest import Manifest
+from vsslrt.models import MapHead
+from vsslrt.pipeline.calibrate import Calibration, as_calibration
+from vsslrt.pipeline.localize import LocalizationResult, check_calibration_matches, decide, frontend_rows
 
 SETTINGS_FILE = "vsslrt_model.json"
 VERSION = "1"
@@ -92,10 +99,8 @@ class FrontendStep:
         return cls(frontend=doc["frontend"], protocol=doc.get("protocol", "fixed"), limits=doc.get("limits", {}))
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from vsslrt.data import get_frontend
-        from vsslrt.pipeline.localize import frontend_rows
-        from vsslrt.pipeline.serve.inputs import decode_audio_bytes, decode_image_bytes
-        from vsslrt.pipeline.serve.limits import RequestError, ServeLimits
+        from vsslrt.pipeline.serve.inputs import decode_audio_bytes, decode_image_bytes  # lazy: needs the serve extra (FastAPI, uvicorn)
+        from vsslrt.pipeline.serve.limits import RequestError, ServeLimits  # lazy: needs the serve extra (FastAPI, uvicorn)
 
         limits = ServeLimits(**self.limits)
         spec = get_frontend(self.frontend)
@@ -139,10 +144,6 @@ class HeadStep:
                    gate=bool(doc.get("gate", True)))
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from vsslrt.head import similarity_maps
-        from vsslrt.models import MapHead
-        from vsslrt.pipeline.calibrate import Calibration
-        from vsslrt.pipeline.localize import LocalizationResult, decide
 
         cal = Calibration.from_dict(self.calibration, origin="the head model's calibration")
         visual, audio, sizes = (np.asarray(inputs[k]) for k in self.inputs)
@@ -264,11 +265,7 @@ def build_triton_repository(engine_dir: str | Path, calibration: Any, out: str |
         InputError: A bad folder, calibration or option, or a non-empty `out` without `force`.
         ManifestMismatchError: The calibration is of another engine, or a file changed since export.
     """
-    from vsslrt.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-    from vsslrt.manifest import Manifest
-    from vsslrt.pipeline.calibrate import as_calibration
-    from vsslrt.pipeline.localize import check_calibration_matches
-    from vsslrt.pipeline.serve.limits import ServeLimits
+    from vsslrt.pipeline.serve.limits import ServeLimits  # lazy: needs the serve extra (FastAPI, uvicorn)
 
     settings = settings or TritonSettings()
     engine_dir, out = Path(engine_dir), Path(out)

@@ -42,6 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from vsslrt.errors import InputError
+from vsslrt.data.video import TruncatedMediaError, VideoWriter, container_for, iter_audio, iter_decoded, probe
+from vsslrt.files import atomic_output, atomic_write_json
+from vsslrt.pipeline.overlay import yuv420_layer
+from vsslrt.pipeline.stream import StreamSession, Summary
 
 #: Frames held for drawing before the session is made to answer with partial batches.
 MAX_HELD_FRAMES = 64
@@ -107,8 +111,6 @@ def localize_video(
         DataError: Not a video, or an unreadable audio file.
         TruncatedMediaError: The video stops early; the outputs for the decoded part were written.
     """
-    from vsslrt.data.video import TruncatedMediaError, iter_audio, probe
-    from vsslrt.pipeline.stream import StreamSession, Summary
 
     video = Path(video)
     info = probe(video)
@@ -164,7 +166,6 @@ def localize_video(
         "truncated": None if truncated is None else {"reached": truncated.reached, "expected": truncated.expected,
                                                      "error": truncated.one_line()},
     }
-    from vsslrt.files import atomic_write_json
 
     atomic_write_json(paths[2], summary)
     report = VideoReport(video=paths[0], timeline=paths[1], summary_path=paths[2], summary=summary)
@@ -184,7 +185,6 @@ class _Run:
     def __init__(self, localizer: Any, session: Any, info: Any, paths: tuple[Path, Path, Path], audio_rate: int,
                  audio_channels: int, encoding: tuple[str, str | None],
                  progress: Callable[[float, float | None], None] | None) -> None:
-        from vsslrt.pipeline.stream import Summary
 
         self.localizer, self.session, self.info, self.paths = localizer, session, info, paths
         self.audio_rate, self.audio_channels, self.progress = audio_rate, audio_channels, progress
@@ -207,8 +207,6 @@ class _Run:
 
     # ----- the loop -------------------------------------------------------------------------
     def go(self, first_chunk: Any, chunks: Any) -> Any:
-        from vsslrt.data.video import TruncatedMediaError, VideoWriter, container_for, iter_decoded
-        from vsslrt.files import atomic_output
 
         video_path, timeline_path, _ = self.paths
         truncated = None
@@ -345,7 +343,6 @@ class _Run:
 
     def _layer_for(self, result: Any, planes: Any) -> Any:
         """The overlay layer of `result` in the planes' YUV matrix and range (made once per result)."""
-        from vsslrt.pipeline.overlay import yuv420_layer
 
         key = (result.index, planes.matrix, planes.full_range)
         if self._layer is None or self._layer[0] != key:

@@ -34,6 +34,10 @@ import numpy as np
 from vsslrt.data.prepare.settings import AUTO_CLIP_SLACK, HASH_PREFIX_BYTES, SHORT_TOLERANCE, MediaSettings
 from vsslrt.errors import VsslrtError
 from vsslrt.files import atomic_write_bytes
+from vsslrt.data.audio_io import mix_channels
+from vsslrt.data.video import frame_at, iter_audio, probe
+from vsslrt.data.audio_io import resample as resample_poly
+from vsslrt.data.video import ChunkResampler
 
 FRAME_NOTE_GAP = 0.5  # seconds between the asked and the decoded frame time worth a note (a VFR gap)
 
@@ -110,12 +114,10 @@ def resample(samples: np.ndarray, rate: int, out_rate: int, resampler: str) -> n
     if rate == out_rate:
         return samples.astype(np.float32, copy=False)
     if resampler == "swr":
-        from vsslrt.data.video import ChunkResampler
 
         swr = ChunkResampler(rate, out_rate)
         out = np.concatenate([swr.push(samples), swr.flush()])
     else:
-        from vsslrt.data.audio_io import resample as resample_poly
 
         out = resample_poly(samples.astype(np.float64), rate, out_rate).astype(np.float32)
     n = int(round(len(samples) * out_rate / rate))
@@ -140,8 +142,6 @@ def read_windows(path: Path, windows: list[Window], channels: str) -> tuple[int,
     Returns:
         (native rate, time of the first sample, time the track was read to).
     """
-    from vsslrt.data.audio_io import mix_channels
-    from vsslrt.data.video import iter_audio
 
     rate, first = 0, 0.0
     buf, base = np.zeros(0, np.float32), 0  # samples held, and the track index of buf[0]
@@ -239,7 +239,6 @@ def prepare_clip(task: ClipTask, out: str | os.PathLike[str]) -> dict:
 
 
 def _prepare(task: ClipTask, out: Path, result: dict) -> None:
-    from vsslrt.data.video import frame_at, probe
 
     info = probe(task.source)
     result["video"] = {"duration": info.duration, "fps": info.fps, "variable_frame_rate": info.variable_frame_rate,

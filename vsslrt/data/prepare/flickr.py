@@ -31,6 +31,9 @@ from vsslrt.data.prepare.settings import HASH_RULE, MediaSettings
 from vsslrt.data.prepare.vggss import check_folder
 from vsslrt.errors import DataError, VsslrtError
 from vsslrt.files import atomic_write_bytes, atomic_write_text
+from vsslrt.data.audio_io import mix_channels, read_audio
+from vsslrt.data.flickr import parse_flickr_xml
+from vsslrt.data.prepare.extract import fingerprint, resample, write_wav
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
@@ -55,8 +58,6 @@ def _copy(src: Path, dst: Path) -> None:
 
 def convert_clip(task: FlickrTask, out: str) -> dict:
     """One clip: annotation, image and sound into the adapter's layout (never raises for bad files)."""
-    from vsslrt.data.flickr import parse_flickr_xml
-    from vsslrt.data.prepare.extract import fingerprint
 
     result: dict = {"key": task.key, "source": task.source, "status": "failed", "notes": []}
     root = Path(out)
@@ -105,8 +106,6 @@ def _image(src: Path, dst: Path, quality: int) -> str:
 def _audio(src: Path, dst: Path, media: MediaSettings) -> tuple[str, dict]:
     import soundfile  # lazy: libsndfile loads in the workers only
 
-    from vsslrt.data.audio_io import mix_channels, read_audio
-    from vsslrt.data.prepare.extract import resample, write_wav
 
     try:
         info = soundfile.info(str(src))

@@ -41,6 +41,7 @@ from vsslrt.data.prepare.vggss import check_folder
 from vsslrt.data.records import read_json
 from vsslrt.errors import DataError, InputError
 from vsslrt.files import atomic_write_text
+from vsslrt.data.video import _av
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,6 @@ def prepare_manifest(videos: str | Path, out: str | Path, *, boxes: str | Path |
     Returns:
         The report (also in `out/prepare_report.json`); `exit_code` is 1 when nothing was prepared.
     """
-    from vsslrt.data.video import _av
 
     media = media or MediaSettings()
     media.check()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from vsslrt.errors import DataError
 from vsslrt.files import atomic_write_json, sha256_bytes, sha256_file
+from vsslrt import __version__
 
 RECORD_NAME = "prepare.json"
 REPORT_NAME = "prepare_report.json"
@@ -29,9 +30,7 @@ FORMAT_VERSION = 1
 
 
 def tool_versions() -> dict:
-    import vsslrt
-
-    doc = {"vsslrt": vsslrt.__version__}
+    doc = {"vsslrt": __version__}
     try:
         import av  # optional extra: recorded when present
 

@@ -8,6 +8,7 @@ without loading the decoding stack. Every value here is recorded in the output f
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from vsslrt.errors import InputError
 
 #: Audio sample rate of every reference dataset (VGG-SS, IS3, Flickr: 16 kHz mono).
 SAMPLE_RATE = 16_000
@@ -60,7 +61,6 @@ class MediaSettings:
     jpeg_quality: int = JPEG_QUALITY
 
     def check(self) -> None:
-        from vsslrt.errors import InputError
 
         if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) or self.sample_rate < 1000:
             raise InputError(f"--sample-rate: expected an integer rate of at least 1000 Hz, got {self.sample_rate!r}.")

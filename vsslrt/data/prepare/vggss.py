@@ -36,6 +36,8 @@ from vsslrt.data.problems import ProblemList
 from vsslrt.data.records import read_class_dict, read_json
 from vsslrt.data.vggss import ANNOTATION_NAMES, CLASS_DICT_NAMES
 from vsslrt.errors import DataError, InputError
+from vsslrt.data.video import _av
+from vsslrt.files import atomic_write_json
 
 
 def check_folder(path: Path, option: str) -> Path:
@@ -137,7 +139,6 @@ def prepare_vggss(
     Raises:
         InputError, DataError: Unusable inputs (before any decoding).
     """
-    from vsslrt.data.video import _av
 
     media = media or MediaSettings()
     media.check()
@@ -198,7 +199,6 @@ def prepare_vggss(
         kept = set(report.prepared)
         rec_out = [r for r in records if isinstance(r, dict) and isinstance(r.get("file"), str)
                    and r["file"].split("/")[-1] in kept]
-        from vsslrt.files import atomic_write_json
 
         atomic_write_json(out / ANNOTATION_NAMES[0], rec_out)
         restricted = {cls: [c for c in files if c in with_audio] for cls, files in classes.items()}

@@ -44,6 +44,8 @@ from vsslrt.pipeline.serve.batcher import BatcherClosed, DynamicBatcher
 from vsslrt.pipeline.serve.inputs import Payload, decode_audio_bytes, decode_image_bytes, mask_rle, parse_json, parse_multipart
 from vsslrt.pipeline.serve.limits import Admission, RequestError, RequestGate, ServeLimits
 from vsslrt.pipeline.serve.metrics import ServeMetrics
+from vsslrt.data.audio_io import DecodedAudio
+from vsslrt.pipeline.localize import Pair
 
 API_VERSION = "v1"
 
@@ -156,8 +158,6 @@ class LocalizationService:
 
     async def _warm_up(self) -> None:
         """Run one pair and one full batch, so the first requests do not pay for allocations."""
-        from vsslrt.data.audio_io import DecodedAudio
-        from vsslrt.pipeline.localize import Pair
 
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
@@ -228,7 +228,6 @@ class LocalizationService:
             self.metrics.in_flight.dec()
 
     def _prepare(self, payload: Payload) -> Any:
-        from vsslrt.pipeline.localize import Pair
 
         t = time.perf_counter()
         rgb = decode_image_bytes(payload.image, self.limits)
@@ -254,7 +253,7 @@ class LocalizationService:
         if payload.mask:
             doc["mask_rle"] = mask_rle(result.mask)
         if payload.overlay:
-            from vsslrt.pipeline.overlay import overlay_png_bytes
+            from vsslrt.pipeline.overlay import overlay_png_bytes  # lazy: the overlay loads Pillow's drawing only when drawn
 
             doc["overlay_png"] = base64.b64encode(overlay_png_bytes(result)).decode("ascii")
         self.metrics.observe_stages({"encode_answer": time.perf_counter() - t})

@@ -22,6 +22,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from vsslrt.errors import DataError
+from vsslrt.data import preprocess_image
+from vsslrt.data.frontends import prepare_signal, spectrogram_inputs
+from vsslrt.pipeline.localize import PreparedPair
 
 
 @dataclass
@@ -52,8 +55,6 @@ def decode_pair(localizer: Any, pair: Any, rgb: np.ndarray, audio: Any) -> Decod
     Raises:
         DataError: The audio does not suit the front-end (see `vsslrt.data.prepare_signal`).
     """
-    from vsslrt.data import preprocess_image
-    from vsslrt.data.frontends import prepare_signal
 
     clock = time.perf_counter
     t = clock()
@@ -66,7 +67,6 @@ def decode_pair(localizer: Any, pair: Any, rgb: np.ndarray, audio: Any) -> Decod
 def audio_rows(localizer: Any, items: Sequence[DecodedPair]) -> list[np.ndarray]:
     """(1, F, T) audio rows of the items' signals: one batched call, or one per clip when the clips
     give different input shapes (a native-rate front-end with clips at different rates)."""
-    from vsslrt.data.frontends import spectrogram_inputs
 
     spec = localizer.spec
     try:
@@ -84,7 +84,6 @@ def run_batch(localizer: Any, items: Sequence[DecodedPair]) -> list[Any]:
 
 def prepared_pairs(localizer: Any, items: Sequence[DecodedPair]) -> list[Any]:
     """Decoded pairs -> `PreparedPair`s, their spectrograms made in one batched call."""
-    from vsslrt.pipeline.localize import PreparedPair
 
     if not items:
         return []

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from vsslrt.pipeline.serve.limits import RequestError, ServeLimits
+from vsslrt.data.audio_io import DecodedAudio
+from vsslrt.data.images import to_rgb
 
 FIELDS = ("image", "audio")
 _TRUE = ("1", "true", "yes", "on")
@@ -139,7 +141,6 @@ def decode_image_bytes(data: bytes, limits: ServeLimits) -> np.ndarray:
     """Encoded image -> (H, W, 3) uint8 RGB, as `vsslrt.data.images.decode_image` reads a file."""
     from PIL import Image, UnidentifiedImageError
 
-    from vsslrt.data.images import to_rgb
 
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -162,7 +163,6 @@ def decode_audio_bytes(data: bytes, limits: ServeLimits) -> Any:
     """
     import soundfile
 
-    from vsslrt.data.audio_io import DecodedAudio
 
     try:
         info = soundfile.info(io.BytesIO(data))
