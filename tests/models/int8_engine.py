@@ -12,43 +12,20 @@ Also a synthetic calibration split (`synth_split`), written once per test sessio
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from vsslrt.files import sha256_file
-from vsslrt.manifest import Manifest
-
-EMBED = 16
-GRID = 7
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
+from tiny_engine import EMBED, GRID, _c, _norm, _save, write_manifest  # noqa: E402  (the tiny engine's graph helpers)
+from tiny_engine import _w as tiny_w  # noqa: E402
 
 
 def _w(rng, shape, name, scale=0.5):
-    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
-
-
-def _c(name, values, dtype=np.int64):
-    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
-
-
-def _norm(x, out, p):
-    return [
-        helper.make_node("ReduceL2", [x], [f"{p}_n"], axes=[2], keepdims=1),
-        helper.make_node("Max", [f"{p}_n", f"{p}_eps"], [f"{p}_s"]),
-        helper.make_node("Div", [x, f"{p}_s"], [out]),
-    ], [_c(f"{p}_eps", 1e-12, np.float32)]
-
-
-def _save(nodes, inits, name, inputs, outputs, path):
-    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
-    for node in graph.node:
-        node.name = f"{node.op_type.lower()}_{node.output[0]}"
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save_model(model, str(path))
+    return tiny_w(rng, shape, name, scale)  # smaller weights keep the three layers' activations in range
 
 
 def _visual(path, rng):
@@ -99,20 +76,9 @@ def make_int8_engine(folder: Path, *, seed: int = 0, frontend: str = "demo") -> 
         {"role": "visual", "precision": "fp32", "file": "visual.onnx", "inputs": ["image"], "outputs": ["visual"]},
         {"role": "audio", "precision": "fp32", "file": "audio.onnx", "inputs": ["audio"], "outputs": ["audio_embedding"]},
     ]
-    files = {g["file"]: {"sha256": sha256_file(folder / g["file"]), "size": (folder / g["file"]).stat().st_size}
-             for g in graphs}
-    doc = {
-        "model": f"tiny-int8-{frontend}", "frontend": frontend, "head": {"num_maps": 1, "scale": 0.5, "offset": 0.5},
-        "map_size": GRID,
-        "inputs": {"image": {"shape": ["batch", 3, 224, 224], "dtype": "float32"},
-                   "audio": {"shape": ["batch", *audio], "dtype": "float32"}},
-        "outputs": {"visual": {"shape": ["batch", 1, EMBED, GRID, GRID], "dtype": "float32"},
-                    "audio_embedding": {"shape": ["batch", 1, EMBED], "dtype": "float32"}},
-        "graphs": graphs, "files": files, "checkpoint": {"random_init": True, "seed": seed},
-        "thresholds": {"max": {"value": 0.55, "provenance": "test"}, "maxq3": {"value": 0.58, "provenance": "test"}},
-        "format_version": 1,
-    }
-    Manifest.from_dict(json.loads(json.dumps(doc))).write(folder)
+    outputs = {"visual": {"shape": ["batch", 1, EMBED, GRID, GRID]}, "audio_embedding": {"shape": ["batch", 1, EMBED]}}
+    write_manifest(folder, graphs, outputs, model=f"tiny-int8-{frontend}", frontend=frontend, audio=audio, seed=seed,
+                   thresholds={"max": 0.55, "maxq3": 0.58})
     return folder
 
 

@@ -18,8 +18,8 @@ GRID = 7
 AUDIO = (1, 257, 200)
 
 
-def _w(rng, shape, name):
-    return numpy_helper.from_array((rng.standard_normal(shape)).astype(np.float32), name)
+def _w(rng, shape, name, scale=1.0):
+    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
 
 
 def _c(name, values, dtype=np.int64):
@@ -98,18 +98,27 @@ def make_tiny_engine(folder: Path, *, seed: int = 0, with_object: bool = True, f
         _object(folder / "object.onnx")
         graphs.append({"role": "object", "precision": "fp32", "file": "object.onnx", "inputs": ["image"], "outputs": ["object"]})
         outputs["object"] = {"shape": ["batch", GRID, GRID]}
-    files = {g["file"]: {"sha256": sha256_file(folder / g["file"]), "size": (folder / g["file"]).stat().st_size} for g in graphs}
+    model = "ezvsl" if frontend == "ezvsl" else f"tiny-{frontend}"
+    write_manifest(folder, graphs, outputs, model=model, frontend=frontend, audio=audio, seed=seed,
+                   thresholds={"max": 0.55, "max10": 0.605, "maxq3": 0.58})
+    return folder
+
+
+def write_manifest(folder: Path, graphs: list[dict], outputs: dict, *, model: str, frontend: str, audio: tuple,
+                   seed: int, thresholds: dict[str, float]) -> None:
+    """The manifest of a test engine folder: its graphs hashed, float32 tensors, random-init provenance."""
+    files = {g["file"]: {"sha256": sha256_file(folder / g["file"]), "size": (folder / g["file"]).stat().st_size}
+             for g in graphs}
     doc = {
-        "model": "ezvsl" if frontend == "ezvsl" else f"tiny-{frontend}", "frontend": frontend, "head": {"num_maps": 1, "scale": 0.5, "offset": 0.5}, "map_size": GRID,
+        "model": model, "frontend": frontend, "head": {"num_maps": 1, "scale": 0.5, "offset": 0.5}, "map_size": GRID,
         "inputs": {"image": {"shape": ["batch", 3, 224, 224]}, "audio": {"shape": ["batch", *audio]}},
         "outputs": outputs, "graphs": graphs, "files": files,
         "checkpoint": {"random_init": True, "seed": seed},
-        "thresholds": {"max": {"value": 0.55, "provenance": "test"}, "max10": {"value": 0.605, "provenance": "test"},
-                       "maxq3": {"value": 0.58, "provenance": "test"}},
+        "thresholds": {name: {"value": value, "provenance": "test"} for name, value in thresholds.items()},
         "format_version": 1,
     }
     for section in ("inputs", "outputs"):
         for spec in doc[section].values():
             spec["dtype"] = "float32"
     Manifest.from_dict(json.loads(json.dumps(doc))).write(folder)
-    return folder
+
