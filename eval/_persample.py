@@ -57,12 +57,7 @@ class PerSampleStore:
 
     def host(self) -> dict[str, np.ndarray]:
         """Every per-sample array on the host, sorted by sample id."""
-        if not self._batches:
-            return {"sample_id": np.empty(0, dtype=np.int64)}
-        keys = self._batches[0].keys()
-        host = {k: np.concatenate([_xp.to_numpy(b[k]) for b in self._batches], axis=0) for k in keys}
-        order = np.argsort(host["sample_id"], kind="stable")
-        return {k: v[order] for k, v in host.items()}
+        return sorted_on_host(self._batches)
 
     def state(self) -> dict[str, np.ndarray]:
         out = self.host()
@@ -131,3 +126,14 @@ def split_consensus(gt: Any, *, source: str) -> tuple[Any, Any]:
     if not bool(xp.any(half)):
         return gt, None
     return gt > 0, gt == 1
+
+
+def sorted_on_host(batches: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Per-batch arrays (each with a "sample_id") concatenated on the host and sorted by sample id: the
+    mergeable state of every per-sample evaluator."""
+    if not batches:
+        return {"sample_id": np.empty(0, dtype=np.int64)}
+    host = {k: np.concatenate([_xp.to_numpy(b[k]) for b in batches], axis=0) for k in batches[0].keys()}
+    order = np.argsort(host["sample_id"], kind="stable")
+    return {k: v[order] for k, v in host.items()}
+

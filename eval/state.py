@@ -27,7 +27,7 @@ import numpy as np
 from vsslrt.errors import InputError
 from vsslrt.eval import _xp
 from vsslrt.eval._kernel import batch_scalars
-from vsslrt.eval._persample import split_consensus
+from vsslrt.eval._persample import sorted_on_host, split_consensus
 from vsslrt.eval._reduce import reduce_metrics
 from vsslrt.eval.config import EvalConfig, make_config
 from vsslrt.eval.keys import CONDITIONS
@@ -211,12 +211,7 @@ class Evaluator:
     # ----- state --------------------------------------------------------------------------------
     def _host_scalars(self) -> dict[str, np.ndarray]:
         """Every per-sample array on the host, sorted by sample id."""
-        if not self._batches:
-            return {"sample_id": np.empty(0, dtype=np.int64)}
-        keys = self._batches[0].keys()
-        host = {k: np.concatenate([_xp.to_numpy(b[k]) for b in self._batches], axis=0) for k in keys}
-        order = np.argsort(host["sample_id"], kind="stable")
-        return {k: v[order] for k, v in host.items()}
+        return sorted_on_host(self._batches)
 
     def state(self) -> dict[str, np.ndarray]:
         """Host NumPy arrays, sorted by sample id, savable with `np.savez(path, **ev.state())`.
