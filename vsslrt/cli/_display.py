@@ -100,3 +100,10 @@ def print_latency(report: dict[str, Any], console, json_output: bool) -> None:
                           f"{lat['percentile(99%)']:.2f}", f"{row['throughput_samples_per_s']:.1f}",
                           f"{row['achieved_gflops_per_s'] or 0:.1f}", "" if frac is None else f"{100 * frac:.0f}%")
     console.print(table)
+
+
+def parity_line(key: str, fig, width: int) -> str:
+    """One parity figure of a manifest (export and build print the same line, key column `width` wide)."""
+    return (f"  parity {key:<{width}} max |diff| {fig.max_abs_diff:.2e} (<= {fig.max_abs_tolerance:.0e}), "
+            f"argmax agreement {fig.argmax_agreement:.0%}")
+

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from vsslrt.cli._display import parity_line
 from vsslrt.cli._options import (Backend, CalibDataOpt, CalibMethodOpt, CalibSamplesOpt, CheckpointOpt, GateMaxDeltaOpt,
                                 GateMinArgmaxOpt, GateSamplesOpt, ImagenetWeightsOpt, InitSeedOpt, ModelOpt, ObjectNetOpt,
                                 Precision, examples, value)
@@ -110,10 +111,7 @@ def build(
         for change in engine.changes:
             typer.echo(f"          rebuilt because {change}")
     for key, fig in report.parity.items():
-        typer.echo(
-            f"  parity {key:<20} max |diff| {fig.max_abs_diff:.2e} (<= {fig.max_abs_tolerance:.0e}), "
-            f"argmax agreement {fig.argmax_agreement:.0%}"
-        )
+        typer.echo(parity_line(key, fig, 20))
     if report.gate is not None:
         from vsslrt.pipeline.gate import format_gate  # lazy: only gated builds have figures
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from vsslrt.cli._display import parity_line
 from vsslrt.cli._options import CheckpointOpt, ImagenetWeightsOpt, InitSeedOpt, ModelOpt, ObjectNetOpt, examples
 from vsslrt.errors import InputError, missing_extra
 
@@ -81,10 +82,7 @@ def export(
     for graph in manifest.graphs:
         typer.echo(f"  {graph.file:<20} {graph.role:<7} {graph.precision}")
     for key, fig in manifest.parity.items():
-        typer.echo(
-            f"  parity {key:<12} max |diff| {fig.max_abs_diff:.2e} (<= {fig.max_abs_tolerance:.0e}), "
-            f"argmax agreement {fig.argmax_agreement:.0%}"
-        )
+        typer.echo(parity_line(key, fig, 12))
 
 
 def register(app: typer.Typer) -> None:
