@@ -39,6 +39,8 @@ from vsslrt.errors import DataError
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 CSV_COLUMNS = ("image", "audio", "boxes", "class", "group", "name")
+NO_BOXES = "none: no record has a boxes field (a dataset without boxes by design)"
+"""`Dataset.sources["boxes"]` of such a manifest: the benchmark skips the positive metrics and runs the negatives."""
 _HINT = 'one record per line: {"image": "rel/a.jpg", "audio": "rel/a.wav", "boxes": [[x1, y1, x2, y2]], "class": "dog"}'
 
 
@@ -97,6 +99,9 @@ def _read_csv(path: Path, problems: ProblemList) -> list[tuple[str, dict]]:
                 continue
             row = {k.strip(): v.strip() for k, v in raw.items()}
             rec: dict = {k: row.get(k) for k in ("image", "audio", "class", "group", "name") if row.get(k)}
+            if "boxes" not in header:
+                records.append((where, rec))  # no boxes column: a dataset without boxes by design
+                continue
             text = row.get("boxes") or ""
             try:
                 rec["boxes"] = parse_csv_boxes(text)
@@ -194,4 +199,7 @@ def load_manifest(root: Path, *, manifest_file: str | Path | None = None) -> Dat
     clips = None
     if class_files:
         clips = build_class_clips(class_files, lambda n: root / n, samples)
-    return Dataset("manifest", root, tuple(samples), clips, {"manifest": str(path)}, problems.items)
+    sources = {"manifest": str(path)}
+    if raw and all("boxes" not in rec for _, rec in raw):
+        sources["boxes"] = NO_BOXES
+    return Dataset("manifest", root, tuple(samples), clips, sources, problems.items)

@@ -34,7 +34,6 @@ This module is the run itself (checks, sessions, the batch loop); the rest lives
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -60,6 +59,7 @@ from vsslrt.data.problems import DatasetProblemsError
 from vsslrt.data.validation import validate_dataset
 from vsslrt.eval.keys import CONDITIONS
 from vsslrt.head import similarity_maps_multi
+from vsslrt.data.manifest import NO_BOXES
 from vsslrt.pipeline import encoders as encoder_stage  # looked up at call time (tests replace open_encoders)
 from vsslrt.pipeline.fingerprint import (
     FINGERPRINT_NAME,
@@ -238,19 +238,9 @@ POSITIVE_PREFIXES = ("pos/", "pos_", "f/", "f_auc_aoc/")
 
 
 def declares_no_boxes(dataset) -> bool:
-    """Whether a dataset has no boxes by design: a manifest none of whose records has a "boxes" field
-    (a CSV manifest: no boxes column). An explicit empty list is an empty ground truth instead."""
-    import csv
-
-    path = Path(str(dataset.sources.get("manifest", ""))) if dataset.kind == "manifest" else None
-    if path is None or not path.is_file():
-        return False
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".csv":
-        header = next(csv.reader(text.splitlines()), [])
-        return "boxes" not in [h.strip() for h in header]
-    records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return bool(records) and all(isinstance(r, dict) and "boxes" not in r for r in records)
+    """Whether a dataset has no boxes by design (its adapter says so: a manifest none of whose records has
+    a "boxes" field, or a CSV manifest without a boxes column); an explicit empty list is an empty ground truth."""
+    return dataset.sources.get("boxes") == NO_BOXES
 
 
 def _without_positive(result: EngineResult) -> EngineResult:
