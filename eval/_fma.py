@@ -8,12 +8,13 @@ array-API standard have no FMA, so it is emulated in float64:
 - `s = p + z` in float64 is exact whenever the sum fits in 53 bits; rounding `s` to float32 is then
   the correctly rounded result;
 - otherwise `s` is rounded twice (to float64, then to float32), which differs from one rounding only
-  when `s` lands exactly on the midpoint between two float32 values. `resolve_midpoints` finds those
-  (rare) elements and decides them from the exact error of the float64 sum (TwoSum).
+  when `s` lands exactly on the midpoint between two float32 values. The exact error of the float64
+  sum (TwoSum) decides those.
 
-The float32-midpoint test on the float64 bits assumes results in the float32 normal range (or zero);
-`needs_exact_path` tells the caller when inputs are so small that a subnormal float32 result is
-possible, and `fma32_exact` then handles every element with the TwoSum rule.
+`fma32_exact` is the array-API form (CuPy, and the oracle of the compiled NumPy kernel in
+`_fma_jit.py`, which applies the same rule). The kernel's float32-midpoint test on the float64 bits
+assumes results in the float32 normal range (or zero); `needs_exact_path` tells the caller when
+inputs are so small that a subnormal float32 result is possible, and the array-API form then runs.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from typing import Any
 
 import numpy as np
 
-# Rounding a float64 to float32 drops 29 mantissa bits: an f32 midpoint has them equal to 1000...0.
-_DROPPED = np.uint64((1 << 29) - 1)
-_HALF = np.uint64(1 << 28)
 # Below this magnitude a nonzero map value can lead to a float32-subnormal interpolated value (see
 # interp.py: with |values| >= 2**-30, every intermediate is a multiple of 2**-117, hence normal).
 TINY = 2.0**-30
@@ -57,32 +55,3 @@ def _round_sum(p: Any, zz: Any, s: Any, *, xp: Any) -> Any:
     # the sign of gap. With err == 0 the midpoint is exact and the cast's ties-to-even is right.
     away = midpoint & (err != 0) & ((err > 0) == (gap > 0))
     return xp.where(away, neighbour, r)
-
-
-def fma32_into(x: np.ndarray, y: np.ndarray, z: np.ndarray, out: np.ndarray, work: np.ndarray,
-               *, check: bool = True) -> np.ndarray:
-    """NumPy fast path: out[...] = round_f32(x * y + z), with a float64 work buffer of out's shape.
-
-    Args:
-        x, y, z: float32 arrays broadcasting to out's shape.
-        out: float32 result buffer.
-        work: float64 buffer of out's shape (overwritten).
-        check: look for float32 midpoints (False only where the caller proved the float64 sum exact).
-    """
-    np.multiply(x, y, out=work, dtype=np.float64)
-    np.add(work, z, out=work)
-    out[...] = work  # rounds like astype
-    if check:
-        resolve_midpoints(x, y, z, out, work)
-    return out
-
-
-def resolve_midpoints(x: np.ndarray, y: np.ndarray, z: np.ndarray, out: np.ndarray, s: np.ndarray) -> None:
-    """Fix the elements of `out = round_f32(s)` where `s` (float64 sum) is a float32 midpoint."""
-    hit = (s.view(np.uint64) & _DROPPED) == _HALF
-    if not hit.any():
-        return
-    where = np.nonzero(hit)
-    xs, ys, zs = (np.broadcast_to(a, out.shape)[where].astype(np.float64) for a in (x, y, z))
-    p = xs * ys
-    out[where] = _round_sum(p, zs, s[where], xp=np)

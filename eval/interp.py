@@ -14,7 +14,8 @@ float64 and are rounded once to the working dtype (float32 for float32 maps). A 
 The paper protocol reproduces the reference's own float32 arithmetic instead (`upsample_reference`),
 so that a map binarises as the reference's does, pixel for pixel. Both kernels are separable: a
 horizontal pass over the h source rows, then a vertical pass, each output value one float32 fused
-multiply-add (`_fma.py`) of float32 weights:
+multiply-add of float32 weights, emulated exactly in float64 (`_fma.py`; on NumPy the compiled kernel
+of `_fma_jit.py`, one pass over the output):
 
 - `bilinear`: PyTorch's CPU `upsample_bilinear2d` (align_corners=True) as its vectorised builds
   (AVX2, AVX-512) run it. scale = f32(n-1) / f32(223); src = f32(scale * x); i0 = min(floor(src), n-1),
@@ -150,85 +151,6 @@ def reference_taps(n_in: int, interp: str, size: int = SIZE) -> tuple[np.ndarray
     return lower, upper, w0, w1
 
 
-@functools.lru_cache(maxsize=64)
-def _row_runs(n_in: int, interp: str) -> tuple[tuple[int, int, int, int], ...]:
-    """(start, stop, i0, i1): the output rows that read the same two source rows, in order."""
-    lower, upper, _, _ = reference_taps(n_in, interp)
-    edges = np.flatnonzero(np.r_[True, (lower[1:] != lower[:-1]) | (upper[1:] != upper[:-1]), True])
-    return tuple((int(a), int(b), int(lower[a]), int(upper[a])) for a, b in zip(edges[:-1], edges[1:]))
-
-
-@functools.lru_cache(maxsize=64)
-def _weight_exponents(n_in: int, interp: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per output index: frexp exponents of w0 and w1, and the exponent of the lowest set bit of the
-    weight that multiplies a source value in the vertical fma (bilinear: w0; cv2: f = w1); NaN where
-    the weight is 0."""
-    _, _, w0, w1 = reference_taps(n_in, interp)
-    lead = w1 if interp == "cv2" else w0
-    mant, exp = np.frexp(lead.astype(np.float64))
-    bits = (mant * 2.0**24).astype(np.int64)  # the 24-bit integer mantissa
-    nonzero = bits != 0
-    trailing = np.zeros(bits.shape, dtype=np.float64)
-    trailing[nonzero] = np.log2((bits[nonzero] & -bits[nonzero]).astype(np.float64))
-    lowest = np.where(nonzero, exp - 24 + trailing, np.nan)
-    e0 = np.where(w0 != 0, np.frexp(w0)[1], np.nan).astype(np.float64)
-    e1 = np.where(w1 != 0, np.frexp(w1)[1], np.nan).astype(np.float64)
-    for a in (e0, e1, lowest):
-        a.setflags(write=False)
-    return e0, e1, lowest
-
-
-def _biased_exponents(values: np.ndarray) -> np.ndarray:
-    """The float32 exponent fields (frexp exponent + 126 for normal values), as int32."""
-    return (values.view(np.int32) >> 23) & 0xFF
-
-
-def _inexact_rows(first: np.ndarray, second: np.ndarray, n_in: int, interp: str) -> np.ndarray:
-    """(224,) bool: the output rows whose vertical-pass float64 sum p + z may be inexact (they need
-    the midpoint test).
-
-    The sum is exact when it fits in 53 bits, which a bound on the exponents of each run's two
-    source rows (`first`, `second`: (B, runs, 224) float32, over the whole batch) and of each row's
-    weights decides; real maps rarely need the test. bilinear: p = t0 * l0, z = f32(t1 * l1) (first =
-    t0, second = t1); cv2: p = (v1 - v0) * f, z = v0 (first = v1 - v0, second = v0). A zero operand
-    makes the sum exact, so such columns and rows are left out.
-    """
-    live = (first != 0) & (second != 0)
-    delta = _biased_exponents(first) - _biased_exponents(second)
-    hi = np.max(delta, axis=(0, 2), where=live, initial=-(1 << 20)).astype(np.float64)
-    lo = np.min(delta, axis=(0, 2), where=live, initial=1 << 20).astype(np.float64)
-    runs = _row_runs(n_in, interp)
-    per_row = np.repeat(np.arange(len(runs)), [stop - start for start, stop, _, _ in runs])
-    hi, lo = hi[per_row], lo[per_row]  # a run without live columns: -2**20 / 2**20, never flagged
-    e0w, e1w, lowest = _weight_exponents(n_in, interp)
-    if interp == "bilinear":
-        # |p| < 2**(e0 + ew0), lsb(p) >= 2**(e0 - 24 + lowest); 2**(e1 + ew1 - 25) <= |z| <= 2**(e1 + ew1 + 1)
-        return (hi + e0w - e1w > 27) | (-lo + e1w - lowest > 27)
-    # |p| < 2**(ed + ef), lsb(p) >= 2**(ed - 24 + lowest); 2**(ez - 1) <= |z| < 2**ez, lsb(z) >= 2**(ez - 24)
-    return (hi + e1w > 28) | (-lo - lowest > 28)  # NaN (a zero weight) compares False: exact
-
-
-# Samples per block of the vertical pass: its float64 work block stays in the CPU cache.
-_BLOCK_BYTES = 1 << 20
-
-
-@functools.lru_cache(maxsize=64)
-def _vertical_plan(n_in: int, interp: str) -> tuple[np.ndarray, np.ndarray, tuple[tuple[slice, np.ndarray, np.ndarray, np.ndarray], ...]]:
-    """The vertical pass's static part: source rows (k0, k1) of every run, and per run its output
-    rows, its (r, 2) float64 matmul weights and the float32 weights y (r, 1) and l1 (r, 1)."""
-    _, _, w0, w1 = reference_taps(n_in, interp)
-    runs = _row_runs(n_in, interp)
-    lead = w0 if interp == "bilinear" else w1
-    other = np.zeros(SIZE) if interp == "bilinear" else np.ones(SIZE)  # bilinear: [l0, 0]; cv2: [f, 1]
-    weights = np.ascontiguousarray(np.stack([lead.astype(np.float64), other], axis=1))
-    plan = tuple(
-        (slice(a, b), np.ascontiguousarray(weights[a:b]), lead[a:b, None], w1[a:b, None]) for a, b, _, _ in runs
-    )
-    k0 = np.array([r[2] for r in runs])
-    k1 = np.array([r[3] for r in runs])
-    return k0, k1, plan
-
-
 def upsample_reference(maps: Any, interp: str, *, xp: Any, out_tag: str | None = None) -> Any:
     """Upsample a batch (B, h, w) of float32 maps to (B, 224*224) float32 rows with the reference's
     float32 arithmetic (module docstring); a 224x224 map is returned as it is (as a copy).
@@ -249,63 +171,16 @@ def upsample_reference(maps: Any, interp: str, *, xp: Any, out_tag: str | None =
         raise ValueError(f"unknown interpolation {interp!r}; expected one of {INTERPOLATIONS}")
     if not _xp.fast(xp) or _fma.needs_exact_path(maps, xp=xp):
         return _reference_generic(maps, interp, xp=xp)
+    # Imported here: Numba takes half a second to import, and only paper mode on resampled maps
+    # runs this kernel.
+    from vsslrt.eval import _fma_jit
+
     if out_tag is not None:
         out = _xp.scratch(out_tag, (b, SIZE, SIZE), np.float32)
     else:
         out = np.empty((b, SIZE, SIZE), np.float32)
-
-    # Horizontal pass over the h source rows (small): always with the midpoint test.
-    lx, ux, w0x, w1x = reference_taps(w, interp)
-    left, right = maps[:, :, lx], maps[:, :, ux]
-    wide = _xp.scratch("upsample:wide", (b, h, SIZE), np.float32)
-    work = _xp.scratch("upsample:wide64", (b, h, SIZE), np.float64)
-    if interp == "bilinear":
-        _fma.fma32_into(left, w0x, right * w1x, wide, work)
-    else:
-        _fma.fma32_into(right - left, w1x, left, wide, work)
-
-    # Vertical pass, per run of output rows that read the same two source rows, in cache-sized
-    # blocks of samples. The exact float64 products come from a K=2 matmul (BLAS: the fastest
-    # kernel here; a product of float32 values is exact, and with one nonzero term besides an exact
-    # one it rounds once, as p + z does): bilinear [l0, 0] @ [t0; t0] then + f32(t1 * l1); cv2
-    # [f, 1] @ [v1 - v0; v0]. The float64 sum is rounded to float32; the rows `_inexact_rows` flags
-    # get the midpoint test.
-    k0, k1, plan = _vertical_plan(h, interp)
-    v0, v1 = wide[:, k0], wide[:, k1]  # (B, runs, 224)
-    if interp == "bilinear":
-        first, second = v0, v1
-        stacked = np.stack([v0, v0], axis=1)
-    else:
-        first, second = v1 - v0, v0
-        stacked = np.stack([first, second], axis=1)
-    stacked = np.ascontiguousarray(stacked.transpose(2, 0, 1, 3), dtype=np.float64)  # (runs, B, 2, 224)
-    bad_rows = _inexact_rows(first, second, h, interp)
-    longest = max(rows.stop - rows.start for rows, *_ in plan)
-    step = max(1, _BLOCK_BYTES // (longest * SIZE * 8))
-    flat64 = _xp.scratch("upsample:ref64", (min(b, step) * longest * SIZE,), np.float64)
-    flat32 = _xp.scratch("upsample:ref32", (min(b, step) * longest * SIZE,), np.float32)
-    for b0 in range(0, b, step):
-        b1 = min(b, b0 + step)
-        for j, (rows, weights, y, l1) in enumerate(plan):
-            shape = (b1 - b0, rows.stop - rows.start, SIZE)
-            size = shape[0] * shape[1] * SIZE
-            s = np.matmul(weights, stacked[j, b0:b1], out=flat64[:size].reshape(shape))
-            block = out[b0:b1, rows]
-            bad = bad_rows[rows]
-            if interp == "bilinear":
-                z = np.multiply(second[b0:b1, j, None, :], l1, out=flat32[:size].reshape(shape))
-                if not bad.any():
-                    np.add(s, z, out=block, casting="same_kind")  # the float64 sum, rounded as stored
-                    continue
-                np.add(s, z, out=s)
-            else:
-                z = second[b0:b1, j, None, :]
-            block[...] = s  # rounds like astype
-            if bad.any():
-                hit = np.flatnonzero(bad)
-                sub = slice(int(hit[0]), int(hit[-1]) + 1)
-                z_sub = z[:, sub] if z.shape[1] > 1 else z
-                _fma.resolve_midpoints(first[b0:b1, j, None, :], y[sub], z_sub, block[:, sub], s[:, sub])
+    _fma_jit.upsample(np.ascontiguousarray(maps), *reference_taps(w, interp), *reference_taps(h, interp),
+                      interp == "bilinear", out)
     return out.reshape(b, SIZE * SIZE)
 
 

@@ -95,7 +95,7 @@ import platform  # noqa: E402
 from fractions import Fraction  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from vsslrt.eval import _fma, _xp  # noqa: E402
+from vsslrt.eval import _fma, _fma_jit, _xp  # noqa: E402
 from vsslrt.eval.interp import reference_taps, upsample_reference  # noqa: E402
 
 FIXTURE = Path(__file__).with_name("fixtures") / "reference_upsampling.json"
@@ -253,11 +253,11 @@ def test_fma32_decides_float32_midpoints_exactly():
     assert want[0] == np.float32(1 + u) and twice[0] == np.float32(1 + 2 * u)  # a real double-rounding case
     assert want[2] == np.float32(1.0)  # exactly on the midpoint: ties to even
     out = np.empty(4, np.float32)
-    _fma.fma32_into(x, y, z, out, np.empty(4))
+    _fma_jit.fma32(x, y, z, out)
     np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
     np.testing.assert_array_equal(np.asarray(_fma.fma32_exact(x, y, z, xp=np)).view(np.uint32), want.view(np.uint32))
     rng = np.random.default_rng(6)
     xs, ys, zs = (rng.standard_normal(300).astype(np.float32) * np.float32(s) for s in (1.0, 2**-20, 1.0))
     got = np.empty(300, np.float32)
-    _fma.fma32_into(xs, ys, zs, got, np.empty(300))
+    _fma_jit.fma32(xs, ys, zs, got)
     np.testing.assert_array_equal(got, _fma_exact(xs, ys, zs))
