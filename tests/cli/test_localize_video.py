@@ -36,7 +36,7 @@ def test_video_mode_writes_the_outputs_and_prints_a_summary_line(setup, tmp_path
     root, calibration, scene = setup
     result = _run(["localize", "--engine", str(DEMO_SAN), "--calibration", str(calibration), "--video",
                    str(scene.path), "--fps", "2", "--smooth", "0.3", "--hysteresis", "0.1", "--threads", "2",
-                   "--out", str(tmp_path)])
+                   "--preset", "ultrafast", "--tune", "zerolatency", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.mp4", "scene.summary.json", "scene.timeline.jsonl"]
     assert "scene.mp4: 12 frames localised over 6.00 s, sounding" in result.output
@@ -45,6 +45,7 @@ def test_video_mode_writes_the_outputs_and_prints_a_summary_line(setup, tmp_path
     assert len(lines) == 12 and {"score", "sounding", "smoothed_score", "decision", "threshold", "boxes"} <= set(lines[0])
     summary = json.loads((tmp_path / "scene.summary.json").read_text())
     assert summary["smoothing"] == {"tau": 0.3} and summary["hysteresis"]["enter"] > summary["detection_threshold"]
+    assert summary["encoding"] == {"video": "libx264", "preset": "ultrafast", "tune": "zerolatency", "audio": "aac"}
 
 
 def test_one_line_errors(setup, tmp_path):
@@ -60,6 +61,8 @@ def test_one_line_errors(setup, tmp_path):
         (["--video", str(scene.path), "--folder", str(tmp_path)], "localize --video: expected no other input mode, got --folder."),
         (["--video", str(scene.path), "--fps", "0"], "--fps: expected a positive number of frames per second, got 0.0."),
         (["--video", str(scene.path), "--align", "left"], "stream: expected alignment to be one of centre, trailing, got 'left'."),
+        (["--video", str(scene.path), "--preset", "quick"], "--preset: expected one of ultrafast, superfast, veryfast,"),
+        (["--video", str(scene.path), "--tune", "zerolatency,fast"], "--tune: expected one or more of film, animation,"),
     ]
     for extra, message in cases:
         result = _run(base + extra)

@@ -100,3 +100,11 @@ def test_missing_corrupt_and_truncated_images_name_the_file(tmp_path):
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=r"cut\.jpg: expected a readable image.*truncated"):
         decode_image(tmp_path / "cut.jpg")
+
+
+def test_an_image_at_the_model_size_skips_the_resize_bit_for_bit():
+    """At 224 x 224 every tap weighs (0, 1, 0, 0) exactly: the shortcut equals the 4-tap passes."""
+    from vsslrt.data.images import _resized
+
+    rgb = np.random.default_rng(3).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(preprocess_image(rgb).view(np.uint32), _resized(rgb, 224).view(np.uint32))

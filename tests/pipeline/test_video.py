@@ -143,6 +143,29 @@ def test_an_interrupted_run_leaves_no_half_written_output(localizer, scene_video
     assert list(tmp_path.iterdir()) == []
 
 
+
+def test_an_encoder_failure_on_the_encoder_thread_reaches_the_caller_and_leaves_no_output(
+        localizer, scene_video, tmp_path, monkeypatch):
+    """The blending and encoding run on a worker thread: a disk-full error there is raised in the
+    caller (as the same OSError), the frames after it are not encoded, and nothing is left behind."""
+    import errno
+
+    written = []
+    original = V.VideoWriter.write_yuv420
+
+    def full_disk(self, y, u, v, time, *, tags=None):
+        if len(written) == 30:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(time)
+        original(self, y, u, v, time, tags=tags)
+
+    monkeypatch.setattr(V.VideoWriter, "write_yuv420", full_disk)
+    with pytest.raises(OSError) as caught:
+        localize_video(localizer, scene_video.path, tmp_path / "out", fps=4)
+    assert caught.value.errno == errno.ENOSPC
+    assert len(written) == 30  # nothing encoded after the failure
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
 def test_a_truncated_file_keeps_valid_outputs_for_what_was_decoded(localizer, tmp_path):
     scene = make_scene_video(tmp_path / "full.mkv", container_format="matroska")
     data = scene.path.read_bytes()

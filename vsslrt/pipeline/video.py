@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from vsslrt.errors import InputError
-from vsslrt.data.video import TruncatedMediaError, VideoWriter, container_for, iter_audio, iter_decoded, probe
+from vsslrt.data.video import (TruncatedMediaError, VideoWriter, check_x264_settings, container_for, iter_audio,
+                               iter_decoded, probe)
 from vsslrt.files import atomic_output, atomic_write_json
 from vsslrt.pipeline.overlay import yuv420_layer
 from vsslrt.pipeline.stream import StreamSession, Summary
@@ -113,6 +116,7 @@ def localize_video(
     """
 
     video = Path(video)
+    check_x264_settings(preset, tune)  # before any decoding
     info = probe(video)
     name = name or video.stem
     if Path(name).name != name or name in ("", ".", ".."):
@@ -154,6 +158,7 @@ def localize_video(
                           if run.frames_out > 1 and run.video_end > run.video_start else None),
         "every_frame": fps is None or (info.fps > 0 and fps >= info.fps),
         "alignment": alignment,
+        "encoding": {"video": "libx264", "preset": preset, "tune": tune, "audio": "aac"},
         "window_seconds": session.window_seconds,
         "analysis_rate": session.rate,
         "smoothing": None if smoothing is None else {"tau": smoothing.tau},
@@ -216,6 +221,7 @@ class _Run:
                                  audio_channels=min(self.audio_channels, 2), preset=self.preset,
                                  tune=self.tune, container_format=container_for(video_path))
             self._writer = writer
+            self._encoder = _EncoderThread()
             self._pending_chunk = first_chunk
             self._chunks = chunks
             try:
@@ -232,8 +238,10 @@ class _Run:
                     finally:
                         frames.close()
                     self._finish()
+                self._encoder.close()  # every frame and sample encoded (or the worker's error raised)
                 writer.close()
             except BaseException:
+                self._encoder.abort()
                 writer.abort()
                 raise
         return truncated
@@ -289,7 +297,7 @@ class _Run:
             n = chunk.samples.shape[1]
             if begin > self._audio_written:  # audio starts after the video: silence first
                 gap = min(begin, target) - self._audio_written
-                self._writer.write_audio(np.zeros((chunk.samples.shape[0], gap), np.float32))
+                self._encoder.submit(self._writer.write_audio, np.zeros((chunk.samples.shape[0], gap), np.float32))
                 self._audio_written += gap
                 continue
             lo = self._audio_written - begin
@@ -297,7 +305,7 @@ class _Run:
                 self._outbox.popleft()
                 continue
             hi = min(n, target - begin)
-            self._writer.write_audio(chunk.samples[:, lo:hi])
+            self._encoder.submit(self._writer.write_audio, chunk.samples[:, lo:hi])
             self._audio_written += hi - lo
             if hi >= n:
                 self._outbox.popleft()
@@ -313,11 +321,9 @@ class _Run:
     def _draw(self) -> None:
         """Encode the held frames whose result is known, in order.
 
-        The overlay of a result is made once (`vsslrt.pipeline.overlay.yuv420_layer`: heatmap,
-        boxes, caption) and blended onto each frame that shows it, in the frame's own YUV planes.
+        Which result each frame shows is decided here; the blending and the encoding run on the
+        encoder thread (`_encode_frame`), beside the next frames' decoding and model work.
         """
-        import numpy as np
-
         while self._held:
             frame, shown = self._held[0]
             if shown in self._results:
@@ -326,23 +332,34 @@ class _Run:
                 return  # its result is still to come
             # else: the result already shown, or a dropped frame's: the previous result holds.
             self._held.popleft()
-            planes = frame.yuv420()
-            y, u, v = planes.y, planes.u, planes.v
-            if self._shown is not None:
-                layer = self._layer_for(self._shown, planes)
-                h, w = layer.keep_y.shape
-                if not self._planes:
-                    self._planes = [np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8),
-                                    np.empty((h // 2, w // 2), np.uint8)]
-                layer.apply((y[:h, :w], u[: h // 2, : w // 2], v[: h // 2, : w // 2]), self._planes)
-                y, u, v = self._planes
-            self._writer.write_yuv420(y, u, v, frame.time - self.video_start, tags=planes.tags)
+            self._encoder.submit(self._encode_frame, frame, self._shown)
             self.frames_out += 1
             if self.progress is not None:
                 self.progress(frame.time - self.video_start, self.info.duration)
 
+    def _encode_frame(self, frame: Any, shown: Any) -> None:
+        """(Encoder thread.) Blend `shown`'s overlay into the frame's own YUV planes and encode it.
+
+        The overlay of a result is made once (`vsslrt.pipeline.overlay.yuv420_layer`: heatmap,
+        boxes, caption) and blended onto each frame that shows it.
+        """
+        import numpy as np
+
+        planes = frame.yuv420()
+        y, u, v = planes.y, planes.u, planes.v
+        if shown is not None:
+            layer = self._layer_for(shown, planes)
+            h, w = layer.keep_y.shape
+            if not self._planes:
+                self._planes = [np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8),
+                                np.empty((h // 2, w // 2), np.uint8)]
+            layer.apply((y[:h, :w], u[: h // 2, : w // 2], v[: h // 2, : w // 2]), self._planes)
+            y, u, v = self._planes
+        self._writer.write_yuv420(y, u, v, frame.time - self.video_start, tags=planes.tags)
+
     def _layer_for(self, result: Any, planes: Any) -> Any:
-        """The overlay layer of `result` in the planes' YUV matrix and range (made once per result)."""
+        """(Encoder thread.) The overlay layer of `result` in the planes' YUV matrix and range (made
+        once per result)."""
 
         key = (result.index, planes.matrix, planes.full_range)
         if self._layer is None or self._layer[0] != key:
@@ -353,3 +370,54 @@ class _Run:
             self._layer = (key, yuv420_layer(size, result.result.map, result.mask, boxes=result.boxes,
                                              caption=caption, matrix=planes.matrix, full_range=planes.full_range))
         return self._layer[1]
+
+
+class _EncoderThread:
+    """Runs the output's blending and encoder calls on one worker thread, in the order submitted.
+
+    The queue is bounded, so a slow encoder holds the decoding back instead of piling up frames
+    (memory stays bounded). An error on the worker is raised in the caller's thread at the next
+    `submit` or at `close`; the jobs after it are dropped.
+    """
+
+    def __init__(self, depth: int = 16) -> None:
+        self._jobs: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="vsslrt-video-encoder", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[..., None], *args: Any) -> None:
+        self._raise()
+        self._jobs.put((job, args))
+
+    def close(self) -> None:
+        """Wait for every submitted job; raise the worker's error, if any."""
+        self._jobs.put(None)
+        self._thread.join()
+        self._raise()
+
+    def abort(self) -> None:
+        """Stop after the job in progress (the output is about to be discarded)."""
+        self._error = self._error or _Aborted()
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            if self._error is not None:
+                continue  # drain: nothing after an error (or an abort) is encoded
+            job, args = item
+            try:
+                job(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._error = exc
+
+    def _raise(self) -> None:
+        error = self._error
+        if error is not None and not isinstance(error, _Aborted):
+            raise error
+
+
+class _Aborted(Exception):
+    """Marks an aborted encoder thread (its remaining jobs are dropped)."""

@@ -79,6 +79,12 @@ def localize(
     align: Annotated[str, typer.Option(
         "--align", help="Video mode: the audio window centred on the frame (centre) or ending at it (trailing).",
         rich_help_panel="Video")] = "centre",
+    preset: Annotated[str, typer.Option(
+        "--preset", help="Video mode: x264 speed preset of the output (ultrafast ... veryslow; ultrafast: about "
+        "half the encoding time for about twice the file size).", rich_help_panel="Video")] = "veryfast",
+    tune: Annotated[str | None, typer.Option(
+        "--tune", help="Video mode: x264 tuning of the output (e.g. zerolatency, film, animation; default: none).",
+        rich_help_panel="Video", show_default=False)] = None,
 ) -> None:
     """Decide whether a sounding object is present and where, with a calibrated threshold."""
     # lazy: the localizer opens the engine runners
@@ -90,7 +96,7 @@ def localize(
         with Localizer(engine, calibration, map_size=map_size.value, gate=gate, backend=value(backend),
                        precision=value(precision), threads=threads,
                        trust_engine_code=trust_engine_code) as localizer:
-            _run_video(localizer, video, audio_track, out, fps, smooth, hysteresis, align, batch)
+            _run_video(localizer, video, audio_track, out, fps, smooth, hysteresis, align, batch, (preset, tune))
         return
     _check_input_mode(image, audio, batch_sources, profile)
     if batch_sources:  # read the pairs before the engine opens: a bad list fails fast
@@ -136,7 +142,7 @@ def _check_video_mode(video: Path | None, image: Path | None, audio: Path | None
 
 
 def _run_video(localizer, video: Path, audio_track: Path | None, out: Path, fps: float, smooth: float,
-               hysteresis: float, align: str, batch: int) -> None:
+               hysteresis: float, align: str, batch: int, encoding: tuple[str, str | None]) -> None:
     # lazy: the video pipeline needs PyAV (the video extra) and the engine's stack
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -157,7 +163,8 @@ def _run_video(localizer, video: Path, audio_track: Path | None, out: Path, fps:
                        seconds=f"{done:.1f}/{total:.1f} s" if total else f"{done:.1f} s")
 
         report = localize_video(localizer, video, out, audio=audio_track, fps=fps, alignment=align,
-                                smoothing=smoothing, hysteresis=band, batch_size=batch, progress=progress)
+                                smoothing=smoothing, hysteresis=band, batch_size=batch, preset=encoding[0],
+                                tune=encoding[1], progress=progress)
     s = report.summary
     spans = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in s["segments"][:6]) + (" ..." if len(s["segments"]) > 6 else "")
     notes = [n for n, on in (("every frame (--fps above the video's rate)", s["every_frame"]),
