@@ -16,6 +16,7 @@ import numpy as np
 
 from vsslrt.errors import InputError
 from vsslrt.eval import _xp
+from vsslrt.eval._resize import SIZE, bicubic_matrix, resize
 from vsslrt.eval.state import MAX_DEFAULT_WORKERS, _available_cpus, _pool
 
 N_PIXELS = 224 * 224
@@ -43,11 +44,34 @@ def gt_masks(gt: Any, n: int, *, xp: Any, source: str) -> tuple[Any, Any]:
     return marked, (flat == 1) if bool(xp.any(half)) else None
 
 
-def ciou(on: Any, marked: Any, full: Any, eps: float, *, xp: Any) -> Any:
+class PackedGT:
+    """A chunk's GT masks in the evaluator's packed representation, with their pixel counts.
+
+    Every threshold column of a chunk is scored against the same GT: packing it (and counting
+    it) once per chunk, instead of once per `ciou` call, saves a pass over the masks per column.
+
+    Args:
+        marked, full: (B, 50176) bool masks from `gt_masks` (full may be None).
+    """
+
+    def __init__(self, marked: Any, full: Any, *, xp: Any) -> None:
+        self.marked = _xp.as_mask(marked, xp=xp)
+        self.full = None if full is None else _xp.as_mask(full, xp=xp)
+        self.n_marked = _xp.count_true(self.marked, xp=xp)[:, 0]  # int64 (B,)
+        self.n_full = None if full is None else _xp.count_true(self.full, xp=xp)[:, 0]
+
+    def area(self, *, xp: Any) -> Any:
+        """(B,) float64 GT size: the pixel count, or the consensus-weighted sum (halves: exact)."""
+        area = xp.astype(self.n_marked, xp.float64)
+        return area if self.full is None else 0.5 * (area + xp.astype(self.n_full, xp.float64))
+
+
+def ciou(on: Any, marked: Any, full: Any, eps: float, *, xp: Any, packed: PackedGT | None = None) -> Any:
     """(B,) float64 C2: sum(B*G) / (sum(G) + |B outside G| + eps), NaN where that is 0/0.
 
     Masks are counted in the evaluator's packed representation (`_xp.as_mask`: bit-packed words
-    and a hardware popcount on NumPy, plain booleans on CuPy).
+    and a hardware popcount on NumPy, plain booleans on CuPy). `packed`: the same GT already
+    packed (`PackedGT`), so that several columns share one packing; marked and full are then unused.
     """
     def count(mask: Any) -> Any:
         return xp.astype(_xp.count_true(mask, xp=xp)[:, 0], xp.float64)
@@ -55,16 +79,15 @@ def ciou(on: Any, marked: Any, full: Any, eps: float, *, xp: Any) -> Any:
     def both(a: Any, b: Any) -> Any:
         return xp.astype(_xp.count_both(a, b, xp=xp)[:, 0], xp.float64)
 
+    gt = packed if packed is not None else PackedGT(marked, full, xp=xp)
     on_m = _xp.as_mask(on, xp=xp)
-    marked_m = _xp.as_mask(marked, xp=xp)
-    hit = both(on_m, marked_m)
+    hit = both(on_m, gt.marked)
     outside = count(on_m) - hit
-    if full is None:
-        inter, area = hit, count(marked_m)
+    if gt.full is None:
+        inter, area = hit, xp.astype(gt.n_marked, xp.float64)
     else:  # halves of integers: exact
-        full_m = _xp.as_mask(full, xp=xp)
-        inter = 0.5 * (hit + both(on_m, full_m))
-        area = 0.5 * (count(marked_m) + count(full_m))
+        inter = 0.5 * (hit + both(on_m, gt.full))
+        area = gt.area(xp=xp)
     den = area + outside + eps
     zero = den == 0
     return xp.where(zero, xp.full_like(den, math.nan), inter / xp.where(zero, xp.ones_like(den), den))
@@ -76,6 +99,26 @@ def gt_area(marked: Any, full: Any, *, xp: Any) -> Any:
 
     area = count(marked)
     return area if full is None else 0.5 * (area + count(full))
+
+
+def resize_into(maps: Any, how: str, *, xp: Any, dtype: Any, tag: str) -> Any:
+    """`_resize.resize` whose result, on the NumPy fast path, lives in the per-thread buffer `tag`.
+
+    `resize` writes every chunk into a fresh (B, 50176) array (bicubic also into a float64
+    temporary twice that size), whose pages fault in again for every chunk; the evaluator's own
+    upsampling reuses per-thread buffers for the same reason. Same operations on the same
+    operands, so the same values; the result is valid until `tag` is requested again on this
+    thread (the caller's chunk). 224x224 maps are only reshaped (no copy), as by `resize`.
+    """
+    b, h, w = (int(d) for d in maps.shape)
+    if how != "bicubic" or (h, w) == (SIZE, SIZE) or not _xp.fast(xp):
+        return resize(maps, how, xp=xp, dtype=dtype, out_tag=tag)
+    ry, rx = bicubic_matrix(h), bicubic_matrix(w)
+    wide = np.matmul(ry, maps.astype(np.float64))  # (B, 224, w), small
+    full = np.matmul(wide, rx.T, out=_xp.scratch(f"{tag}:f64", (b, SIZE, SIZE), np.float64))
+    out = _xp.scratch(tag, (b, SIZE * SIZE), dtype)
+    out[...] = full.reshape(b, SIZE * SIZE)  # rounded once to dtype, as astype
+    return out
 
 
 def range_of(up: Any, *, xp: Any, source: str) -> tuple[Any, Any]:
@@ -124,6 +167,40 @@ def _from_keys(keys: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return bits.view(dtype)
 
 
+def _bracket(a: np.ndarray, b: np.ndarray, ok, width: int, *, downward: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Narrow the key interval [a, b] (R, 1) that holds the smallest key where `ok` (monotone) holds.
+
+    The floats that collide with t under f lie next to t, a few keys away, while [a, b] spans up
+    to 2**32 keys: probing at distances 1, 2, 4, ... from t's end (one vectorised evaluation of
+    every distance) brackets the answer between two successive probes, so the bisection that
+    follows takes a few steps instead of 32 (each step costs a handful of NumPy calls on tiny
+    arrays). The bracket holds the same smallest key, so the search finds the same cut point.
+
+    downward (f(x) >= f(t)): ok(b) holds (b = t's key); probes b - 2**j, clipped at a.
+    upward (f(x) > f(t)): ok(a) fails (a = the key after t); probes a + 2**j, clipped at b.
+    """
+    steps = np.int64(1) << np.arange(min(width, 62) + 1, dtype=np.int64)[None, :]  # (1, J)
+    if downward:
+        probes = np.maximum(b - steps, a)  # descending
+        fail = ~ok(probes)
+        first = np.argmax(fail, axis=1)[:, None]
+        found = np.take_along_axis(fail, first, axis=1)
+        at = np.take_along_axis(probes, first, axis=1)
+        above = np.take_along_axis(probes, np.maximum(first - 1, 0), axis=1)
+        new_a = np.where(found, at + 1, a)  # every key up to a failing probe fails
+        new_b = np.where(found, np.where(first > 0, above, b), probes[:, -1:])  # a passing probe
+    else:
+        probes = np.minimum(a + steps, b)  # ascending
+        good = ok(probes)
+        first = np.argmax(good, axis=1)[:, None]
+        found = np.take_along_axis(good, first, axis=1)
+        at = np.take_along_axis(probes, first, axis=1)
+        below = np.take_along_axis(probes, np.maximum(first - 1, 0), axis=1)
+        new_b = np.where(found, at, b)  # a passing probe; none found: b as before
+        new_a = np.where(found, np.where(first > 0, below, a) + 1, np.minimum(probes[:, -1:] + 1, b))
+    return new_a, new_b
+
+
 def _cut_point(t, lo, hi, safe, flat, strict) -> np.ndarray:
     """(B, 1) smallest float c in [lo, hi] with f(c) >= f(t) (or > f(t) when strict).
 
@@ -158,6 +235,8 @@ def _cut_point(t, lo, hi, safe, flat, strict) -> np.ndarray:
 
         a, b = _to_keys(low[rows]), _to_keys(high[rows])
         none = ~sub_passes(high[rows])  # strict only: nothing in the row maps above f(t)
+        a, b = _bracket(a, b, lambda keys: sub_passes(_from_keys(keys, dtype)), np.dtype(dtype).itemsize * 8,
+                        downward=not strict)
         for _ in range(66):  # keys span at most 2**64: the interval halves every step
             if not np.any(a < b):
                 break
@@ -176,27 +255,75 @@ def top_mean_and_median(up: Any, *, xp: Any, need_top: bool, need_median: bool,
     `nonnegative`: every value is >= 0, so the selection can skip its key transform.
     The top-quarter mean is computed from the order statistic v at index N - N // 4: the values
     above v plus as many copies of v as complete the quarter (the same multiset as the top block).
+    On the NumPy fast path the selection hands back that block itself (`_top_mean_fast`).
     """
     k_top = N_PIXELS // 4
     k_med = N_PIXELS // 2
     b = int(up.shape[0])
     if not (need_top or need_median):
         return None, None
+    if _xp.fast(xp) and up.dtype in (np.float32, np.float64) and b:
+        return _top_mean_fast(up, need_top, need_median, nonnegative)
     at_top = xp.full((b,), N_PIXELS - k_top, dtype=xp.int64, device=_xp.device_of(up))
     t_med, v = _xp.order_statistics(up, k_med, at_top, xp=xp, nonnegative=nonnegative)
     mean = None
     if need_top:
-        v_col = xp.reshape(v, (b, 1))
-        above = up > v_col
-        n_above = xp.astype(xp.count_nonzero(above, axis=1), xp.float64)
-        if _xp.fast(xp):  # the kept values into a reused work buffer, then a float64 sum (a masked
-            # sum, or a fresh np.where array, costs several times more)
-            kept = np.multiply(up, above, out=_xp.scratch("top", up.shape, up.dtype))
-            total = kept.sum(axis=1, dtype=np.float64)
-        else:
-            total = xp.sum(xp.astype(xp.where(above, up, xp.zeros_like(up)), xp.float64), axis=1)
-        mean = (total + (k_top - n_above) * xp.astype(v, xp.float64)) / k_top
+        mean = _top_mean_from_cut(up, v, xp=xp)
     return (t_med if need_median else None), mean
+
+
+def _top_mean_from_cut(up: Any, v: Any, *, xp: Any) -> Any:
+    """(B,) float64 mean of the top N // 4 values of each row, given v, the value at N - N // 4."""
+    k_top = N_PIXELS // 4
+    b = int(up.shape[0])
+    v_col = xp.reshape(v, (b, 1))
+    above = up > v_col
+    n_above = xp.astype(xp.count_nonzero(above, axis=1), xp.float64)
+    if _xp.fast(xp):  # the kept values into a reused work buffer, then a float64 sum (a masked
+        # sum, or a fresh np.where array, costs several times more)
+        kept = np.multiply(up, above, out=_xp.scratch("top", up.shape, up.dtype))
+        total = kept.sum(axis=1, dtype=np.float64)
+    else:
+        total = xp.sum(xp.astype(xp.where(above, up, xp.zeros_like(up)), xp.float64), axis=1)
+    return (total + (k_top - n_above) * xp.astype(v, xp.float64)) / k_top
+
+
+# float32 values in [v, hi] with v > 0 are multiples of 2**(e(v) - 23) (e = floor(log2)), and a sum
+# of at most 2**14 of them stays below 2**(e(hi) + 15): with e(hi) - e(v) <= 15 every partial sum
+# has at most 53 significant bits, so a float64 sum of the block is exact in any order.
+_EXACT_SPREAD = 15
+
+
+def _top_mean_fast(up: np.ndarray, need_top: bool, need_median: bool, nonnegative: bool):
+    """NumPy: the median and the top-quarter mean from one selection (`_xp.median_and_top_block`).
+
+    The selection leaves the N // 4 largest values in one block. Where its float64 sum is exact
+    (float32 rows whose top quarter spans at most 2**15 in magnitude, `_EXACT_SPREAD`: any (cos +
+    1) / 2 or probability map) the mean is that sum over N // 4, bit for bit what the cut-point
+    formula gives (whose sum is exact too, then), without the three full-row passes (compare,
+    mask, masked sum) of `_top_mean_from_cut`. The other rows take that formula.
+    """
+    k_top = N_PIXELS // 4
+    t_med, v, block = _xp.median_and_top_block(up, N_PIXELS // 2 if need_median else None, k_top,
+                                               nonnegative=nonnegative)
+    if not need_top:
+        return t_med, None
+    mean = np.empty(v.shape, dtype=np.float64)
+    exact = np.zeros(v.shape, dtype=bool)
+    if up.dtype == np.float32:
+        low = v.astype(np.float64)
+        # v > 0: the block's keys are its float bits (`median_and_top_block`), read as values
+        values = block.view(np.float32)
+        with np.errstate(all="ignore"):
+            positive = low > 0
+            hi = np.where(positive, values.max(axis=1), np.float32(0)).astype(np.float64)
+            exact = positive & np.isfinite(hi) & (np.frexp(hi)[1] - np.frexp(low)[1] <= _EXACT_SPREAD)
+    if exact.any():
+        mean[exact] = block[exact].view(np.float32).sum(axis=1, dtype=np.float64) / k_top
+    if not exact.all():
+        rows = np.flatnonzero(~exact)
+        mean[rows] = _top_mean_from_cut(np.ascontiguousarray(up[rows]), v[rows], xp=np)
+    return t_med, mean
 
 
 def run_chunks(fn: Any, n: int, chunk: int, *, xp: Any) -> list[Any]:

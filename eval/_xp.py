@@ -282,6 +282,107 @@ def order_statistics(
     return _from_keys(at_common, rows.dtype), _from_keys(at_rows, rows.dtype)
 
 
+def _raw_keys_suffice(rows: np.ndarray, k: Any) -> bool:
+    """Whether the raw float bits (`nonnegative=True`) select the true order statistics at positions >= k.
+
+    As signed integers, the bits of the negative floats (and -0.0: every value with its sign bit
+    set) sort below those of every other float, in reverse order among themselves; the others
+    sort in order. With at most k such values in a row, its positions k and above hold the same
+    values in both orders. Maps with a few negative pixels (bicubic overshoot) then skip the key
+    transform (a pass and a half, and a conversion back); a sign count costs a fraction of that.
+
+    Args:
+        rows: (B, L); k: an int or (B,) ints, the lowest position each row needs.
+    """
+    if not _HAS_POPCOUNT:
+        return False
+    signs = np.packbits(np.signbit(rows), axis=-1)  # zero-padded: the count is exact
+    negatives = np.add.reduce(np.bitwise_count(signs), axis=-1, dtype=np.int64)
+    return bool(np.all(negatives <= k))
+
+
+def order_statistics_per_row(
+    rows: np.ndarray, k_common: int, k_rows: Any, *, nonnegative: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy fast path of `order_statistics` for widely spread per-row positions (same values).
+
+    After the partition at `k_common`, each row's own position is found by one in-place partition
+    of the half of that row it falls in, a Python call per row. `_select_per_row` instead pads
+    every chosen row by the spread of the positions and partitions them together: for positions
+    that read the GT size (spread over a quarter of the row or more) that is a partition of rows
+    up to twice as long, about three times the cost of the per-row half partitions. Order
+    statistics do not depend on how they are selected, so both give the same values.
+
+    Args and returns: as `order_statistics` (rows float32 or float64).
+    """
+    k_rows = np.asarray(k_rows, dtype=np.int64)
+    if not nonnegative:  # few negative values: the float bits already select (`_raw_keys_suffice`)
+        nonnegative = _raw_keys_suffice(rows, np.minimum(k_rows, k_common))
+    keys = _order_keys(rows, nonnegative)  # a scratch copy: rows stay intact
+    keys.partition(k_common, axis=-1)
+    at_common = keys[:, k_common].copy()
+    at_rows = at_common.copy()
+    for i, k in enumerate(k_rows.tolist()):
+        if k > k_common:
+            upper = keys[i, k_common + 1 :]  # a contiguous view: partitioned in place
+            upper.partition(k - (k_common + 1))
+            at_rows[i] = upper[k - (k_common + 1)]
+        elif k < k_common:
+            lower = keys[i, :k_common]
+            lower.partition(k)
+            at_rows[i] = lower[k]
+    if nonnegative:
+        return at_common.view(rows.dtype), at_rows.view(rows.dtype)
+    return _from_keys(at_common, rows.dtype), _from_keys(at_rows, rows.dtype)
+
+
+def median_and_top_block(
+    rows: np.ndarray, k_common: int | None, n_top: int, *, nonnegative: bool = False
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """NumPy fast path: the value at sorted position `k_common`, and the `n_top` largest values of each row.
+
+    The selection of `order_statistics` (integer keys, one partition at `k_common`), followed by
+    one in-place partition of the upper part at the top block's first position: the block is then
+    the row's n_top largest keys, its first entry the key at ascending position L - n_top.
+    Callers that need the top block (a top-quantile mean) read it here instead of comparing every
+    pixel with that order statistic again.
+
+    Args:
+        rows: (B, L) float32 or float64 NumPy array without NaN.
+        k_common: one position in [0, L - n_top), or None (no middle value: one partition only).
+        n_top: the block length, 1 <= n_top <= L - 1 - k_common.
+        nonnegative: as `order_statistics`.
+
+    Returns:
+        (B,) values at k_common (or None), (B,) values at L - n_top, and the (B, n_top) block of
+        integer keys (`_order_keys`; a view, valid until the next selection on this thread). In a
+        row whose first block value is > 0 every key of the block is the float's own bits (keys
+        only differ from the bits for negative floats): `block[row].view(rows.dtype)` are its values.
+        Other rows' keys are not converted here (a full-block conversion would cost as much as the
+        selection); callers take another path for them.
+    """
+    length = rows.shape[-1]
+    start = length - n_top
+    if not nonnegative:  # few negative values: the float bits already select (`_raw_keys_suffice`)
+        nonnegative = _raw_keys_suffice(rows, start if k_common is None else k_common)
+    keys = _order_keys(rows, nonnegative)  # a scratch copy: rows stay intact
+    if k_common is None:
+        keys.partition(start, axis=-1)
+        at_common = None
+        block = keys[:, start:]
+    else:
+        keys.partition(k_common, axis=-1)
+        at_common = keys[:, k_common].copy()
+        upper = keys[:, k_common + 1 :]  # a view: partitioned in place, row by row
+        upper.partition(start - (k_common + 1), axis=-1)
+        block = upper[:, start - (k_common + 1) :]
+    at_start = block[:, 0].copy()  # the partition's pivot
+    if nonnegative:
+        return (None if at_common is None else at_common.view(rows.dtype)), at_start.view(rows.dtype), block
+    values = _from_keys(at_start, rows.dtype)
+    return (None if at_common is None else _from_keys(at_common, rows.dtype)), values, block
+
+
 # IEEE floats as signed integers sort like the floats once the negative ones have their magnitude
 # bits flipped (an involution): integer selection is about twice as fast as float selection in
 # NumPy. -0.0 lands just below +0.0, which compares equal to it, so no threshold changes.

@@ -27,8 +27,9 @@ import numpy as np
 from vsslrt.errors import InputError
 from vsslrt.eval import _stats, _xp
 from vsslrt.eval._persample import PerSampleStore, config_json_of
-from vsslrt.eval._resize import RESIZES, resize
-from vsslrt.eval._select import ciou, gt_area, gt_masks, normalised_mask, range_of, run_chunks, top_mean_and_median
+from vsslrt.eval._resize import RESIZES
+from vsslrt.eval._select import (PackedGT, ciou, gt_masks, normalised_mask, range_of, resize_into, run_chunks,
+                                top_mean_and_median)
 
 N_PIXELS = 224 * 224
 REFERENCES = ("slavc", "acl")
@@ -134,7 +135,7 @@ def measure(maps: Any, marked: Any, full: Any, config: ExtendedConfig, *, xp: An
         marked, full: (B, 50176) GT masks (`_select.gt_masks`): any weight, weight 1 (or None).
     """
     dtype = xp.result_type(maps.dtype, xp.float32)
-    up = resize(maps, config.resize, xp=xp, dtype=dtype)
+    up = resize_into(maps, config.resize, xp=xp, dtype=dtype, tag="extended:up")  # read-only below
     lo, hi = range_of(up, xp=xp, source=source)
     out: dict[str, Any] = {}
     need_median = any(kind == "relative" for kind, _ in config.columns)
@@ -143,15 +144,16 @@ def measure(maps: Any, marked: Any, full: Any, config: ExtendedConfig, *, xp: An
                                      nonnegative=nonnegative)
     if top is not None:
         out["confidence"] = top
+    gt = PackedGT(marked, full, xp=xp)  # packed and counted once for every column and the area
     cious = []
     for kind, value in config.columns:
         if kind == "relative":  # min-max normalised map >= its median value
             on = normalised_mask(up, t_med, lo, hi, strict=False, xp=xp)
         else:
             on = up >= xp.asarray(value, dtype=dtype)
-        cious.append(ciou(on, marked, full, config.eps, xp=xp))
+        cious.append(ciou(on, marked, full, config.eps, xp=xp, packed=gt))
     out["ciou"] = xp.stack(cious, axis=1)
-    out["area"] = gt_area(marked, full, xp=xp)
+    out["area"] = gt.area(xp=xp)
     return out
 
 

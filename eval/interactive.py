@@ -25,8 +25,8 @@ import numpy as np
 from vsslrt.errors import InputError
 from vsslrt.eval import _stats, _xp
 from vsslrt.eval._persample import PerSampleStore, config_json_of
-from vsslrt.eval._resize import RESIZES, resize
-from vsslrt.eval._select import ciou, gt_masks, normalised_mask, range_of, run_chunks
+from vsslrt.eval._resize import RESIZES
+from vsslrt.eval._select import PackedGT, ciou, gt_masks, normalised_mask, range_of, resize_into, run_chunks
 
 N_PIXELS = 224 * 224
 MODES = ("paper", "fixed")
@@ -40,15 +40,20 @@ def measure(maps: Any, marked: Any, full: Any, resize_with: str, *, xp: Any,
             source: str = "InteractiveEvaluator.update") -> Any:
     """(B, 2) cIoU at the median and adaptive thresholds of the min-max normalised maps."""
     dtype = xp.result_type(maps.dtype, xp.float32)
-    up = resize(maps, resize_with, xp=xp, dtype=dtype)
+    up = resize_into(maps, resize_with, xp=xp, dtype=dtype, tag="interactive:up")  # read-only below
     lo, hi = range_of(up, xp=xp, source=source)
-    g = xp.astype(xp.count_nonzero(marked, axis=1), xp.int64)
+    gt = PackedGT(marked, full, xp=xp)  # packed and counted once for both columns
+    g = gt.n_marked
     k_med = N_PIXELS // 2
     g_eff = xp.where(g == 0, xp.full_like(g, k_med), g)
     # Min-max is monotone: the order statistics of the normalised map are the normalised ones.
     nonnegative = _xp.fast(xp) and bool(xp.all(lo >= 0))  # cheaper selection keys
-    t_med, t_adap = _xp.order_statistics(up, k_med, N_PIXELS - g_eff, xp=xp, nonnegative=nonnegative)
-    cols = [ciou(normalised_mask(up, t, lo, hi, strict=True, xp=xp), marked, full, 0.0, xp=xp) for t in (t_med, t_adap)]
+    if _xp.fast(xp) and up.dtype in (np.float32, np.float64):  # the adaptive positions spread with the GT size
+        t_med, t_adap = _xp.order_statistics_per_row(up, k_med, N_PIXELS - g_eff, nonnegative=nonnegative)
+    else:
+        t_med, t_adap = _xp.order_statistics(up, k_med, N_PIXELS - g_eff, xp=xp, nonnegative=nonnegative)
+    cols = [ciou(normalised_mask(up, t, lo, hi, strict=True, xp=xp), marked, full, 0.0, xp=xp, packed=gt)
+            for t in (t_med, t_adap)]
     return xp.stack(cols, axis=1)
 
 
