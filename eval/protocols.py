@@ -68,6 +68,9 @@ EXTENDED_KINDS = ("flickr-ext", "vggss-ext")
 _AVSB = "OpenNLPLab/AVSBench@f7414aff6aedf49248887abf352471612fb1ec90"
 _AVSR = "jiali-home/AVSBench-Robust@03e925dc97f460e8c42ae8c7fb104bf5238bef13"
 AVSBENCH_KINDS = ("avsbench-s4", "avsbench-ms3")
+_TVSL = "enyac-group/T-VSL@2cddbbb"
+_NOPRIOR = "VisualAIKHU/NoPrior_MultiSSL@9910fb1"
+DUET_KINDS = ("vggss-duet", "manifest-duet")
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -134,6 +137,18 @@ PRESETS: dict[str, Preset] = {
                 "positive-masks": "every negative condition is scored against the frame's positive mask",
             },
             evaluator="vsslrt.eval.masks:MaskEvaluator"),
+        Preset(
+            "multisource",
+            "two-source mixtures (duets): T-VSL's per-query canvas cIoU/IoU/AUC/AP and NoPrior's greedy "
+            "cIoU/AUC/CAP/PIAP",
+            f"{_TVSL}; {_NOPRIOR}", "protocols-extended.md sections 7a-7c; docs/metrics.md, Multi-source duets",
+            DUET_KINDS,
+            quirks={
+                "names": "the references' key names (tvsl/..., noprior/...), 0-1 scale, AUC grid 0.05 i",
+                "median-one": "NoPrior's median binarisation keeps a pixel equal to 1 on (its > then < 1 order)",
+                "nan-ciou": "T-VSL's NaN cIoU (empty GT and prediction) stays NaN in the mean; fixed counts it 0",
+            },
+            evaluator="vsslrt.pipeline.multisource:MixturePanels"),
     )
 }
 

@@ -190,9 +190,9 @@ def test_manifest_without_classes_draws_from_other_images(tmp_path):
 
 
 def test_unknown_kind_and_missing_folder():
-    with pytest.raises(InputError, match=r"dataset: expected one of vggss, is3, flickr, manifest, flickr-ext, vggss-ext, avsbench-s4, avsbench-ms3, is3-masks, got 'coco'"):
+    with pytest.raises(InputError, match=r"dataset: expected one of vggss, is3, flickr, manifest, flickr-ext, vggss-ext, avsbench-s4, avsbench-ms3, is3-masks, vggss-duet, manifest-duet, got 'coco'"):
         load_dataset("coco", ".")
     with pytest.raises(DataError, match="expected a directory"):
         load_dataset("is3", "/nonexistent/folder")
     assert DATASET_KINDS == ("vggss", "is3", "flickr", "manifest", "flickr-ext", "vggss-ext", "avsbench-s4", "avsbench-ms3",
-                             "is3-masks")
+                             "is3-masks", "vggss-duet", "manifest-duet")

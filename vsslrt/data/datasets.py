@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vsslrt.data.avsbench import load_avsbench
+from vsslrt.data.duet import load_manifest_duet, load_vggss_duet
 from vsslrt.data.extended import load_extended_flickr, load_extended_vggss
 from vsslrt.data.flickr import load_flickr
 from vsslrt.data.is3 import load_is3
@@ -66,6 +67,11 @@ KINDS: dict[str, DatasetKind] = {
         DatasetKind("is3-masks", "IS3 with its gt_segmentation/ masks as the ground truth (instead of the boxes)",
                     lambda root, m: load_is3(root, metadata_dir=m.metadata_dir, annotation_file=m.annotation_file,
                                              class_dict_file=m.class_dict_file, box_file=m.box_file, masks=True)),
+        DatasetKind("vggss-duet", "VGG-SS two-source mixtures: the vggss files plus vggss_duet_test.csv (AVGN's duet list)",
+                    lambda root, m: load_vggss_duet(root, metadata_dir=m.metadata_dir, annotation_file=m.annotation_file,
+                                                    class_dict_file=m.class_dict_file)),
+        DatasetKind("manifest-duet", "two-source mixtures of your own data: a manifest plus duet_test.csv (id,mix_id)",
+                    lambda root, m: load_manifest_duet(root, metadata_dir=m.metadata_dir, manifest_file=m.annotation_file)),
     )
 }
 

@@ -45,6 +45,7 @@ import numpy as np
 from vsslrt.errors import DataError, InputError
 from vsslrt.files import atomic_write_json
 from vsslrt.pipeline import audiocache
+from vsslrt.pipeline import multisource
 from vsslrt.pipeline.baselines import baseline_maps
 from vsslrt.pipeline.plan import plan_engine
 from vsslrt.pipeline.results import BatchHook, BenchSettings, EngineResult, Progress, ShardResult
@@ -166,6 +167,7 @@ def start_run(engines: Sequence[str | Path], settings: BenchSettings, out: Path,
     resume = resume or (started and after_data_error)
     settings.check()
     dataset = load_dataset(settings.dataset, settings.data_dir, validate=False, **settings.metadata)
+    dataset = multisource.prepare_duets(dataset, settings.skip_bad)  # duet lists: --skip-bad drops unknown clips' rows
     report = validate_dataset(dataset, raise_on_error=False)
     problems_file = out / "problems.txt"
     leave_out: dict[int, str] = {}
@@ -346,9 +348,16 @@ class EngineSession:
         silence_emb = encoders.embed_audio(audiocache.silence(spec, mode)[None])
         audio_cache: dict[int, Any] = {}
         failed_clips: dict[int, str] = {}
+        duets = extras.get("duets")  # the multi-source protocol: its queries are clip embeddings too
+        query_clips = duets.query_clips(todo) if duets is not None else set()
         if reuse:
-            needed = sorted(set(todo) | {int(i) for i in np.unique(loader.offscreen_indices)})
+            needed = sorted(set(todo) | {int(i) for i in np.unique(loader.offscreen_indices)} | query_clips)
             audio_cache, failed_clips = audiocache.encode_clips(dataset, needed, spec, mode, encoders, settings)
+        if duets is not None:
+            # Each mixture query is its clip's embedding: the clip pass's when there is one, else one pass here.
+            extras["query_audio"] = audio_cache if reuse else audiocache.encode_clips(
+                dataset, sorted(query_clips), spec, mode, encoders, settings)[0]
+            extras["head"] = encoders.manifest.head
         bank = audiocache.noise_bank(spec, mode, settings, encoders) if settings.noise_bank else None
         add_time(timings, "setup_s", time.perf_counter() - t0)
 
@@ -454,6 +463,8 @@ def _protocol_inputs(dataset, protocols: Sequence[tuple[str, str]]) -> dict[str,
     out["positive"] = None if positive is None else np.asarray(positive, dtype=bool)
     if "slavc-extended" in names:
         out["n_boxes"] = np.asarray(dataset.n_boxes, dtype=np.int64)
+    if multisource.NAME in names:
+        out["duets"] = multisource.ShardDuets(dataset)
     if names & {"avsbench", "avsbench-robust"}:
         videos = np.asarray(dataset.videos, dtype=np.int64)
         out["videos"], out["n_videos"] = videos, int(videos.max()) + 1 if videos.size else 0
@@ -552,6 +563,9 @@ def _update_protocols(evaluators, extras, r, idx, maps, gt, groups, visual, pos_
         rows = np.arange(len(idx)) if extras["positive"] is None else np.flatnonzero(extras["positive"][idx])
         if rows.size:
             ev.update(visual[rows], pos_emb[rows], group=np.asarray(groups, dtype=np.int64)[rows], sample_ids=idx[rows])
+    ev = evaluators.get(f"protocol:{multisource.NAME}")
+    if ev is not None and r == 0:  # the panels of the batch's clips, from the same embeddings (no encoder pass)
+        extras["duets"].update(ev, idx, visual, gt, extras["query_audio"], extras["head"])
     for name in ("avsbench", "avsbench-robust"):
         ev = evaluators.get(f"protocol:{name}")
         if ev is not None:

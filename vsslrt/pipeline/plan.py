@@ -32,6 +32,7 @@ from vsslrt.eval.extended import ExtendedEvaluator
 from vsslrt.eval.interactive import InteractiveEvaluator
 from vsslrt.eval.masks import MaskEvaluator
 from vsslrt.eval.retrieval import RetrievalEvaluator
+from vsslrt.pipeline.multisource import NAME as MULTISOURCE, MixturePanels
 from vsslrt.models import REGISTRY
 
 
@@ -58,6 +59,7 @@ class EnginePlan:
     protocols: list[tuple[str, str]] = field(default_factory=list)
     protocol_notes: dict[str, str] = field(default_factory=dict)  # applicable presets bench cannot compute
     has_groups: bool | None = None  # whether the dataset has interactive groups (None: unknown)
+    n_mixtures: int = 0  # the duet list's mixtures (multi-source protocol)
 
     @property
     def name(self) -> str:
@@ -73,7 +75,8 @@ class EnginePlan:
         # Only the model's evaluator keeps the calibration sweep (per-sample values at every candidate
         # threshold); the baselines are scored at the run's thresholds, which keeps their state small.
         return {"model": new(self.sweep), **{f"baseline:{b}": new(None) for b in self.baseline_names},
-                **{f"protocol:{name}": protocol_evaluator(name, mode) for name, mode in self.protocols}}
+                **{f"protocol:{name}": protocol_evaluator(name, mode, n_mixtures=self.n_mixtures)
+                   for name, mode in self.protocols}}
 
     def identity(self, settings: BenchSettings, n_samples: int) -> dict[str, Any]:
         """What a resume checkpoint must match: every setting that changes the numbers."""
@@ -132,6 +135,8 @@ class EnginePlan:
             else:
                 entry["metrics"] = ev.compute()
                 entry["n_samples"] = len(ev)
+            if hasattr(ev, "notes"):  # what else the protocol records (multi-source: its queries, unscored mixtures)
+                entry.update(ev.notes())
             out[name] = entry
         for name, note in self.protocol_notes.items():
             out[name] = {"provenance": get_preset(name).provenance(settings.protocol), "note": note}
@@ -180,8 +185,11 @@ NOT_IN_BENCH = {
 }
 
 
-def protocol_evaluator(name: str, mode: str) -> Any:
+def protocol_evaluator(name: str, mode: str, *, n_mixtures: int = 0) -> Any:
     """A new evaluator of one preset (beside "model", the negative-audio evaluator)."""
+    if name == MULTISOURCE:
+
+        return MixturePanels(mode, n_mixtures=n_mixtures)
     if name == "slavc-extended":
 
         return ExtendedEvaluator("slavc", mode)
@@ -223,7 +231,8 @@ def resolve_protocols(settings: BenchSettings, dataset: Any) -> dict[str, Any]:
                              hint=NOT_IN_BENCH[name])
         chosen.append((name, mode))
     return {"protocols": chosen, "protocol_notes": notes,
-            "has_groups": not missing_needs(get_preset("sslalign-is3"), dataset)}
+            "has_groups": not missing_needs(get_preset("sslalign-is3"), dataset),
+            "n_mixtures": len(getattr(dataset, "mixtures", ()))}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def bench(
         "--protocol", help="fixed: the reference's bugs fixed; paper: the reference's numbers and key names.")] = Protocol.fixed,
     protocols: Annotated[str, typer.Option(
         "--protocols", metavar="all|NAME[:MODE],...", help="Protocol presets reported beside the negative-audio one "
-        "(negative-audio, slavc-extended, sslalign-is3, retrieval, avsbench, avsbench-robust; MODE fixed|paper, "
+        "(negative-audio, slavc-extended, sslalign-is3, retrieval, avsbench, avsbench-robust, multisource; MODE fixed|paper, "
         "default --protocol's). Defaults to every preset that applies to the dataset.")] = "all",
     examples_k: Annotated[int, typer.Option(
         "--examples", help="Draw the K worst samples per condition into <out>/examples/<engine>/ (0: none).")] = 0,
