@@ -205,7 +205,7 @@ class _Run:
         self._results: dict[int, Any] = {}
         self._shown: Any = None  # the result drawn last
         self._layer: tuple[Any, Any] | None = None  # (key, Yuv420Layer) of the result drawn last
-        self._planes: list[Any] = []  # the blended planes, reused frame after frame
+        self._planes: list[Any] = []  # the blended planes, reused frame after frame (encoder thread)
         self._answered = -1  # the newest sampled frame answered (or dropped)
         self._latest = -1
         self._outbox: deque[Any] = deque()  # chunks given to the session, not yet all encoded
@@ -321,7 +321,8 @@ class _Run:
     def _draw(self) -> None:
         """Encode the held frames whose result is known, in order.
 
-        Which result each frame shows is decided here; the blending and the encoding run on the
+        The overlay of a result is made once, here (`vsslrt.pipeline.overlay.yuv420_layer`:
+        heatmap, boxes, caption); blending it onto each frame that shows it and encoding run on the
         encoder thread (`_encode_frame`), beside the next frames' decoding and model work.
         """
         while self._held:
@@ -332,34 +333,30 @@ class _Run:
                 return  # its result is still to come
             # else: the result already shown, or a dropped frame's: the previous result holds.
             self._held.popleft()
-            self._encoder.submit(self._encode_frame, frame, self._shown)
+            planes = frame.yuv420()
+            layer = self._layer_for(self._shown, planes) if self._shown is not None else None
+            self._encoder.submit(self._encode_frame, planes, layer, frame.time - self.video_start)
             self.frames_out += 1
             if self.progress is not None:
                 self.progress(frame.time - self.video_start, self.info.duration)
 
-    def _encode_frame(self, frame: Any, shown: Any) -> None:
-        """(Encoder thread.) Blend `shown`'s overlay into the frame's own YUV planes and encode it.
-
-        The overlay of a result is made once (`vsslrt.pipeline.overlay.yuv420_layer`: heatmap,
-        boxes, caption) and blended onto each frame that shows it.
-        """
+    def _encode_frame(self, planes: Any, layer: Any, time: float) -> None:
+        """(Encoder thread.) Blend the layer (None: no result yet) into the frame's own YUV planes
+        and encode it."""
         import numpy as np
 
-        planes = frame.yuv420()
         y, u, v = planes.y, planes.u, planes.v
-        if shown is not None:
-            layer = self._layer_for(shown, planes)
+        if layer is not None:
             h, w = layer.keep_y.shape
-            if not self._planes:
+            if not self._planes:  # the blended planes, reused frame after frame (this thread only)
                 self._planes = [np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8),
                                 np.empty((h // 2, w // 2), np.uint8)]
             layer.apply((y[:h, :w], u[: h // 2, : w // 2], v[: h // 2, : w // 2]), self._planes)
             y, u, v = self._planes
-        self._writer.write_yuv420(y, u, v, frame.time - self.video_start, tags=planes.tags)
+        self._writer.write_yuv420(y, u, v, time, tags=planes.tags)
 
     def _layer_for(self, result: Any, planes: Any) -> Any:
-        """(Encoder thread.) The overlay layer of `result` in the planes' YUV matrix and range (made
-        once per result)."""
+        """The overlay layer of `result` in the planes' YUV matrix and range (made once per result)."""
 
         key = (result.index, planes.matrix, planes.full_range)
         if self._layer is None or self._layer[0] != key:
