@@ -5,12 +5,19 @@
    `--dataset is3`; 8 samples calibrate, 8 are held back for the gate): fp32 vs int8 encoder latency
    at batch 16 (interleaved repeats, medians), and the gate's figures.
 2. End to end, `bench_pipeline.py`'s reference-style and tuned reference-style baselines (imported, not
-   copied) against vsslrt with the fp32 and the int8 graphs, same inputs, per-sample noise; ratios.
+   copied) against vsslrt with the fp32 and the int8 graphs, same inputs, per-sample noise; ratios of the
+   medians of `--repeats` interleaved runs (one run each swung by 3x on the shared 2-core machine).
 3. The demo models on the built-in synthetic calibration set (256 calibrate, 200 held back): the int8
-   gate per calibration method (minmax, entropy, percentile), and fp16's figures measured the same way
-   (fp16 graphs derived here from the shipped fp32 ones, normalisation kept fp32; ONNX Runtime on the CPU).
+   gate per calibration method (minmax, entropy, percentile), percentile with the last quantized conv of
+   each encoder also kept fp32 (`keep_fp32`; its encoder cost is measured on EZ-VSL in part 1), and
+   fp16's figures measured the same way (fp16 graphs derived here from the shipped fp32 ones,
+   normalisation kept fp32; ONNX Runtime on the CPU).
 
-Usage: python benchmarks/bench_int8.py [--n 64] [--threads 2] [--json out.json] [--skip-demos]
+4. With --layers: per demo, the argmax agreement with exactly one inner conv in int8 (every other
+   weighted layer fp32), on the same held-back samples: how much a single layer's rounding moves the
+   maps' near-tied maxima (docs/int8.md, "Raising the argmax agreement").
+
+Usage: python benchmarks/bench_int8.py [--n 64] [--threads 2] [--repeats 3] [--json out.json] [--skip-demos] [--layers]
 """
 
 from __future__ import annotations
@@ -82,6 +89,14 @@ def demo_gates(work: Path, threads: int | None) -> dict:
             fig = report.gate
             out[f"{name}.int8.{method}"] = {**fig.to_dict(), "build_s": time.perf_counter() - t,
                                             "passes_default_gate": _passes_default(fig), "line": format_gate(fig)}
+        folder = work / f"{name}-last-conv" / name
+        shutil.copytree(DEMO_ASSETS / name, folder)
+        keep = last_quantized_convs(work / f"{name}-percentile" / name)
+        report = build_exported_folder(folder, backend="ort", precision="int8", threads=threads,
+                                       calibration=Calibration(keep_fp32=keep, gate=_loose()))
+        out[f"{name}.int8.percentile.last_conv_fp32"] = {**report.gate.to_dict(), "keep_fp32": list(keep),
+                                                         "passes_default_gate": _passes_default(report.gate),
+                                                         "line": format_gate(report.gate)}
         folder = work / f"{name}-fp16" / name
         shutil.copytree(DEMO_ASSETS / name, folder)
         add_fp16_graphs(folder)
@@ -90,6 +105,76 @@ def demo_gates(work: Path, threads: int | None) -> dict:
         out[f"{name}.fp16"] = {**report.gate.to_dict(), "passes_default_gate": _passes_default(report.gate),
                                "line": format_gate(report.gate)}
     return out
+
+
+def single_layer_agreement(work: Path, threads: int | None) -> dict:
+    """Part 4 of the module docstring: {demo: {node: argmax agreement}} with that one conv in int8."""
+    import onnx
+
+    from vsslrt.data import BatchLoader, get_frontend
+    from vsslrt.engine.ort_runner import OrtRunner
+    from vsslrt.export.quantize import WEIGHTED_OPS, kept_fp32_nodes, quantize_graph
+    from vsslrt.head import similarity_maps
+    from vsslrt.manifest import Manifest
+    from vsslrt.models import DEMO_ASSETS, DEMO_MODELS
+    from vsslrt.pipeline.int8 import ENCODERS, Calibration, calibration_inputs, load_calibration_data
+
+    calibration = Calibration()
+    data = load_calibration_data(calibration)
+
+    def embed(path, name, x):  # an encoder graph has one output
+        with OrtRunner(path, provider="cpu", intra_op_num_threads=threads) as runner:
+            return np.concatenate([next(iter(runner.infer({name: x[i:i + 32]}).values())) for i in range(0, len(x), 32)])
+
+    out: dict = {}
+    for demo in DEMO_MODELS:
+        folder = DEMO_ASSETS / demo
+        manifest = Manifest.read(folder)
+        calib = calibration_inputs(data, manifest.frontend, calibration.batch, calibration.workers)
+        loader = BatchLoader(data.dataset, get_frontend(manifest.frontend), mode="fixed", batch_size=32, repeats=1,
+                             run_seed=0, indices=data.held_back, workers=2, offscreen_inputs=False, noise_inputs=False)
+        held = {"image": [], "audio": []}
+        for b in loader:
+            held["image"].append(b.images)
+            held["audio"].append(b.positive.astype(np.float32))
+        held = {k: np.concatenate(v) for k, v in held.items()}
+        fp32 = {role: embed(folder / manifest.graph(role, "fp32").file, name, held[name]) for role, name in ENCODERS}
+
+        def cells(visual, audio):
+            maps = np.asarray(similarity_maps(visual, audio, manifest.head))
+            return maps.reshape(len(maps), -1).argmax(axis=1)
+
+        reference = cells(fp32["visual"], fp32["audio"])
+        out[demo] = {}
+        for role, name in ENCODERS:
+            source = folder / manifest.graph(role, "fp32").file
+            model = onnx.load(str(source))
+            kept = set(kept_fp32_nodes(model))
+            inner = [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in kept]
+            for node in inner:
+                target = work / f"{demo}-{node}.int8.onnx"
+                quantize_graph(source, target, calib[name], input_name=name, batch=calibration.batch,
+                               keep_fp32=[n for n in inner if n != node], frontend=manifest.frontend)
+                embeddings = {**fp32, role: embed(target, name, held[name])}
+                out[demo][f"{role}/{node}"] = float(np.mean(cells(embeddings["visual"], embeddings["audio"]) == reference))
+    return out
+
+
+def last_quantized_convs(folder: Path) -> tuple[str, ...]:
+    """The last weighted node of each encoder that an int8 build of `folder` quantized (the layer that
+    feeds the global pooling or the projection)."""
+    import onnx
+
+    from vsslrt.export.quantize import WEIGHTED_OPS
+    from vsslrt.manifest import Manifest
+
+    manifest = Manifest.read(folder)
+    names = []
+    for role in ("visual", "audio"):
+        kept = set(manifest.quantization[role]["fp32_nodes"])
+        model = onnx.load(str(folder / manifest.graph(role, "fp32").file), load_external_data=False)
+        names.append([n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS and n.name not in kept][-1])
+    return tuple(names)
 
 
 def add_fp16_graphs(folder: Path) -> None:
@@ -134,7 +219,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--engine", type=Path, default=Path(".benchmarks") / "engines" / "ezvsl")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved end-to-end repeats (medians)")
     parser.add_argument("--skip-demos", action="store_true")
+    parser.add_argument("--layers", action="store_true", help="also part 4: one conv in int8 at a time")
     args = parser.parse_args(argv)
 
     import torch
@@ -164,20 +251,37 @@ def main(argv: list[str] | None = None) -> dict:
 
         inputs = bp.make_inputs(args.n)
         result["encoders_batch16_ms"] = encoder_latency(int8_folder, inputs, args.threads)
+        # The cost of keeping the last quantized conv of each encoder in fp32 too (part 3's accuracy figures).
+        last_conv = work / "ezvsl-last-conv"
+        shutil.copytree(args.engine, last_conv)
+        build_exported_folder(last_conv, backend="ort", precision="int8", threads=args.threads,
+                              calibration=Calibration(data=f"is3:{IS3_MINI}", samples=8, batch=8, gate_samples=8,
+                                                      gate=_loose(), keep_fp32=last_quantized_convs(int8_folder)))
+        result["encoders_batch16_ms_last_conv_fp32"] = encoder_latency(last_conv, inputs, args.threads)
 
         model = build_model("ezvsl", seed=0).eval()
+        # A second copy for the tuned style: Module.to() converts a module in place.
+        tuned = build_model("ezvsl", seed=0).eval().to(memory_format=torch.channels_last)
         thresholds = {"max": 0.6041, "max10": 0.6645, "maxq3": 0.6382}
         with torch.inference_mode():
             model.reference_map(torch.from_numpy(inputs["images"][:2]), torch.from_numpy(inputs["positive"][:2]))
-        t_ref, ref = bp.reference_style(model, inputs, args.batch, False, thresholds, torch)
-        t_tuned, _ = bp.reference_style(model.to(memory_format=torch.channels_last), inputs, args.batch, True,
-                                        thresholds, torch)
-        t_fp32, fp32 = bp.vsslrt_style(args.engine, inputs, args.batch, 0, args.threads, thresholds)
-        t_int8, int8 = bp.vsslrt_style(int8_folder, inputs, args.batch, 0, args.threads, thresholds)
+        # Interleaved repeats, medians: a load change on the shared machine hits every style alike.
+        seconds: dict[str, list[float]] = {"reference": [], "tuned": [], "fp32": [], "int8": []}
+        for _ in range(args.repeats):
+            t, ref = bp.reference_style(model, inputs, args.batch, False, thresholds, torch)
+            seconds["reference"].append(t)
+            t, _ = bp.reference_style(tuned, inputs, args.batch, True, thresholds, torch)
+            seconds["tuned"].append(t)
+            t, fp32 = bp.vsslrt_style(args.engine, inputs, args.batch, 0, args.threads, thresholds)
+            seconds["fp32"].append(t)
+            t, int8 = bp.vsslrt_style(int8_folder, inputs, args.batch, 0, args.threads, thresholds)
+            seconds["int8"].append(t)
+        t_ref, t_tuned, t_fp32, t_int8 = (float(np.median(seconds[k])) for k in ("reference", "tuned", "fp32", "int8"))
         conds = ("pos", "silence", "noise", "offscreen")
         n = args.n
         result["end_to_end"] = {
             "n_samples": n, "batch": args.batch, "noise": "per sample", "threads": torch.get_num_threads(),
+            "repeats": args.repeats, "seconds": seconds,
             "reference_samples_per_s": n / t_ref, "tuned_reference_samples_per_s": n / t_tuned,
             "vsslrt_fp32_samples_per_s": n / t_fp32, "vsslrt_int8_samples_per_s": n / t_int8,
             "fp32_vs_reference": t_ref / t_fp32, "fp32_vs_tuned": t_tuned / t_fp32,
@@ -187,6 +291,8 @@ def main(argv: list[str] | None = None) -> dict:
         }
         if not args.skip_demos:
             result["demos"] = demo_gates(work, args.threads)
+        if args.layers:
+            result["single_layer_int8_argmax_agreement"] = single_layer_agreement(work, args.threads)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -16,12 +16,15 @@ Two schemes, because the two runtimes want different zero points:
   only at the inputs of Conv/Gemm/MatMul (where TensorRT fuses them into int8 kernels).
 
 What stays fp32 in both: everything before and including the first weighted operator (the
-input normalisation and the stem, which sees raw pixels or log-spectrograms), and everything from
-the last weighted operator on (the projection to the embedding, the L2 normalisation, the
-stacking of the K embeddings). On the demo models, keeping the projection in fp32 raised the worst
-embedding cosine of the audio encoder from 0.977 to 0.996, and the stem from 0.95 to 0.98 map argmax
-agreement; together they are about 7 % of a ResNet-18 encoder's operations. `keep_fp32` adds
-more nodes (names from the graph) when the accuracy gate shows a model needs it.
+input normalisation and the stem, which sees raw pixels or log-spectrograms), everything from a
+global pooling on when one comes before the projection (an audio encoder's pooled vector, which
+costs no multiply-adds and which every map is computed from), and everything from the last weighted
+operator on (the projection to the embedding, the L2 normalisation, the stacking of the K
+embeddings). On the demo models, keeping the projection in fp32 raised the worst embedding cosine
+of the audio encoder from 0.977 to 0.996, the stem from 0.95 to 0.98 map argmax agreement, and the
+pooled tail demo-pos's worst audio cosine from 0.965 to 0.984; together they are about 7 % of a
+ResNet-18 encoder's operations. `keep_fp32` adds more nodes (names from the graph) when the
+accuracy gate shows a model needs it.
 
 Calibration methods: ``minmax`` (the observed range), ``entropy`` (KL-divergence threshold) and
 ``percentile`` (the 99.999th percentile of the histogram; the default: on the demo models it is the
@@ -46,6 +49,8 @@ from vsslrt.errors import EngineBuildError, InputError, missing_extra
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 SCHEMES = ("ort-cpu", "tensorrt")
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+FP32_RULE = "stem; from a global pooling or the projection on"
+"""What `kept_fp32_nodes` keeps, recorded with each int8 graph: a graph made by another rule is not reused."""
 _METHOD_NAMES = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
@@ -73,8 +78,9 @@ def scheme_detail(scheme: str) -> dict[str, str]:
 
 
 def kept_fp32_nodes(model, keep_fp32: Sequence[str] = ()) -> tuple[str, ...]:
-    """Names of the nodes that stay fp32: up to and including the first weighted operator, from the
-    last weighted operator on, and `keep_fp32` (see the module docstring).
+    """Names of the nodes that stay fp32: up to and including the first weighted operator, from a global
+    pooling before the last weighted operator on (else from the last weighted operator on), and
+    `keep_fp32` (see the module docstring).
 
     Raises:
         InputError: A name in `keep_fp32` is not a node of the graph, or the graph has no weighted operator.
@@ -86,12 +92,36 @@ def kept_fp32_nodes(model, keep_fp32: Sequence[str] = ()) -> tuple[str, ...]:
         raise InputError(f"graph {model.graph.name!r}: expected Conv, Gemm or MatMul operators with weights to "
                          "quantize, got none.", hint="int8 applies to convolutional or linear encoders")
     first, last = weighted[0], weighted[-1]
-    names = [n.name for i, n in enumerate(nodes) if i <= first or i >= last]
+    # The embedding-level tail starts at the global pooling when one comes before the projection.
+    tail = next((i for i in range(first + 1, last) if _global_pool(nodes[i], model.graph.initializer)), last)
+    names = [n.name for i, n in enumerate(nodes) if i <= first or i >= tail]
     unknown = sorted(set(keep_fp32) - {n.name for n in nodes})
     if unknown:
         raise InputError(f"keep_fp32: expected node names of graph {model.graph.name!r}, got {', '.join(unknown[:3])}.",
                          hint="list the graph's nodes with onnx.load(path).graph.node")
     return tuple(dict.fromkeys([*names, *keep_fp32]))
+
+
+def node_names(path: str | os.PathLike[str]) -> set[str]:
+    """The node names of a graph (what `keep_fp32` may name)."""
+    import onnx
+
+    return {n.name for n in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+def _global_pool(node, initializers) -> bool:
+    """A pooling over both spatial axes of an NCHW tensor (GlobalMaxPool, ReduceMax over axes 2 and 3, ...)."""
+    from onnx import numpy_helper
+
+    if node.op_type in ("GlobalAveragePool", "GlobalMaxPool"):
+        return True
+    if node.op_type not in ("ReduceMax", "ReduceMean"):
+        return False
+    axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+    if axes is None and len(node.input) > 1:  # opset 18+: the axes are an input
+        tensor = next((t for t in initializers if t.name == node.input[1]), None)
+        axes = None if tensor is None else numpy_helper.to_array(tensor).ravel().tolist()
+    return axes is not None and {int(a) % 4 for a in axes} == {2, 3}
 
 
 def quantize_graph(

@@ -90,3 +90,23 @@ def test_kept_nodes_refuse_unknown_names_and_graphs_without_weights(folder):
     del model.graph.node[:]
     with pytest.raises(InputError, match="Conv, Gemm or MatMul"):
         kept_fp32_nodes(model)
+
+
+def test_the_tail_from_a_global_pooling_on_stays_fp32():
+    """The shipped demo audio encoder: convs -> ReduceMax over (H, W) -> BatchNorm -> Relu -> projection. The
+    pooled embedding and all after it stay fp32; the convs before it are quantized. A reduction over one
+    axis only is no global pooling."""
+    from onnx import numpy_helper
+
+    from vsslrt.models import DEMO_ASSETS
+
+    model = onnx.load(str(DEMO_ASSETS / "demo-pos" / "audio.onnx"))
+    names = [n.name for n in model.graph.node]
+    pool = next(i for i, n in enumerate(model.graph.node) if n.op_type == "ReduceMax")
+    last_conv = max(i for i, n in enumerate(model.graph.node) if n.op_type == "Conv")
+    kept = set(kept_fp32_nodes(model))
+    assert set(names[pool:]) <= kept and names[last_conv] not in kept
+    axes = next(t for t in model.graph.initializer if t.name == model.graph.node[pool].input[1])
+    axes.CopyFrom(numpy_helper.from_array(np.array([3], np.int64), axes.name))
+    kept = set(kept_fp32_nodes(model))
+    assert names[pool] not in kept and names[pool + 1] not in kept  # back to the projection-on rule

@@ -108,6 +108,7 @@ def build_engine_folder(
     calibration: Any = None,
     object_net: bool = False,
     imagenet_weights: str | os.PathLike[str] | None = None,
+    reuse_export: bool = True,
 ) -> BuildReport:
     """Export a registry model and build its engines into one folder; see the module docstring.
 
@@ -133,11 +134,13 @@ def build_engine_folder(
             backbone of a random-init export), as `vsslrt export --imagenet-weights`. Never downloaded.
         calibration: `vsslrt.pipeline.int8.Calibration`: the calibration data of an int8 build (default:
             the built-in synthetic set) and the accuracy gate's data and limits; given for fp16, it gates fp16 too.
+        reuse_export: Keep an intact export of the same model and weights in `out` (step 2). False always
+            exports, as `vsslrt export --precision int8` does (export, then this build). Defaults to True.
 
     Raises:
-        InputError: Bad model, precision, batch profile or checkpoint path.
-        BackendUnavailableError: The requested backend cannot run here (the message says why).
-        EngineBuildError: Export, engine build or the parity check failed.
+        InputError: Bad model, precision, batch profile, checkpoint path or calibration options.
+        BackendUnavailableError: The requested backend cannot run here, or not at `precision` (the message says why).
+        EngineBuildError: Export, engine build, the parity check or the accuracy gate failed.
     """
 
     spec = get_model(model)
@@ -146,10 +149,12 @@ def build_engine_folder(
         raise InputError(f"{checkpoint}: expected a checkpoint file, got a path that does not exist.")
     folder = Path(out)
     chosen, reason = choose_backend(backend, caps if caps is not None else capabilities())
+    # Before minutes of export: a precision the backend cannot run, calibration data that does not load.
+    calibration, data = _calibration_data(chosen, precision, calibration)
 
     objects = ObjectNetOptions(object_net, imagenet_weights)
     objects.check()
-    manifest = reusable_export(folder, spec.name, checkpoint, seed, precision, objects=objects)
+    manifest = reusable_export(folder, spec.name, checkpoint, seed, precision, objects=objects) if reuse_export else None
     exported = manifest is None
     if manifest is None:
         export = export or export_stage.export_model  # read at call time; it imports torch only when it runs
@@ -158,7 +163,7 @@ def build_engine_folder(
         # Only the object options that are set reach the export function (an injected one need not know them).
         manifest = export(spec.name, folder, checkpoint, seed=seed, precision=exported_precision, threads=threads,
                           **objects.export_kwargs())
-    manifest, gating = _reduced_precision(folder, manifest, chosen, precision, calibration)
+    manifest, gating = _reduced_precision(folder, manifest, precision, chosen, calibration, data)
     report = _build_and_record(folder, manifest, chosen, reason, precision, profile, exported, workspace_bytes,
                                optimization_level, parity_samples, seed, threads, trt, cupy)
     return _gated(report, gating, calibration, threads)
@@ -205,29 +210,42 @@ def build_exported_folder(
         raise InputError(f"{folder}: expected {precision} and fp32 visual and audio graphs, got none for "
                          f"{', '.join(f'{r} {p}' for r, p in missing)}.", hint="export with --precision both for fp16 engines")
     chosen, reason = choose_backend(backend, caps if caps is not None else capabilities())
-    manifest, gating = _reduced_precision(folder, manifest, chosen, precision, calibration)
+    calibration, data = _calibration_data(chosen, precision, calibration)
+    manifest, gating = _reduced_precision(folder, manifest, precision, chosen, calibration, data)
     report = _build_and_record(folder, manifest, chosen, reason, precision, profile, False, workspace_bytes,
                                optimization_level, parity_samples, seed, threads, trt, cupy)
     return _gated(report, gating, calibration, threads)
 
 
-def _reduced_precision(folder: Path, manifest: Manifest, backend: str, precision: str, calibration: Any):
-    """int8: load the calibration data and write the int8 graphs (`vsslrt.pipeline.int8`); fp16 with a
-    calibration given: load its data for the gate. Returns the manifest and what `_gated` needs."""
-    entry = backends.get(backend)
-    if precision not in entry.precisions:
-        raise BackendUnavailableError(
-            f"backend {backend}: expected a precision it runs ({', '.join(entry.precisions)}), got {precision}.",
-            hint="build int8 for ort, ort-trt or trt; or pass --precision fp32")
+def _calibration_data(backend: str, precision: str, calibration: Any):
+    """(calibration, its loaded data) of a gated build: int8, or fp16 with a calibration given; (None, None)
+    otherwise. Refuses a precision the backend cannot run."""
+    _check_precision(backend, precision)
     if precision == "fp32" or (precision == "fp16" and calibration is None):
-        return manifest, None
-
+        return None, None
     calibration = calibration if calibration is not None else int8.Calibration()
-    data = int8.load_calibration_data(calibration)
+    return calibration, int8.load_calibration_data(calibration)
+
+
+def _reduced_precision(folder: Path, manifest: Manifest, precision: str, backend: str, calibration: Any, data: Any):
+    """int8: write the int8 graphs (`vsslrt.pipeline.int8`). Returns the manifest and what `_gated` needs
+    (None for a build without a gate)."""
+    if data is None:
+        return manifest, None
     before = (folder / MANIFEST_NAME).read_bytes() if (folder / MANIFEST_NAME).is_file() else None
     if precision == "int8":
         manifest = int8.quantize_folder(folder, manifest, backend, calibration, data)
     return manifest, (data, before, calibration)
+
+
+def _check_precision(backend: str, precision: str) -> None:
+    """BackendUnavailableError when `backend` does not run `precision` graphs (`vsslrt.engine.backends`)."""
+    entry = backends.get(backend)
+    if precision not in entry.precisions:
+        able = [b.name for b in backends.BACKENDS.values() if precision in b.precisions]
+        raise BackendUnavailableError(
+            f"backend {backend}: expected a precision it runs ({', '.join(entry.precisions)}), got {precision}.",
+            hint=f"build {precision} for {', '.join(able)}; or pass --precision fp32")
 
 
 def _gated(report: BuildReport, gating: Any, calibration: Any, threads: int | None) -> BuildReport:

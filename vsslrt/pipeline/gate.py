@@ -193,7 +193,9 @@ def check(figures: GateFigures, folder: str | Path) -> None:
         f"fp32 on every headline metric and >= {figures.min_argmax_agreement:.0%} argmax agreement on "
         f"{figures.n_samples} held-back samples, got {'; '.join(figures.failures())}.",
         hint="calibrate on more samples (--calib-samples) or another method (--calib-method), keep more nodes in "
-             "fp32, loosen the gate (--gate-max-delta, --gate-min-argmax), or build --precision fp16/fp32",
+             "fp32 (Calibration.keep_fp32), loosen the gate (--gate-max-delta, --gate-min-argmax), or build --precision "
+             f"fp16/fp32; the folder keeps its previous manifest: `vsslrt build --engine {folder}` retries without "
+             "exporting again",
     )
 
 

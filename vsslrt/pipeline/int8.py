@@ -37,7 +37,7 @@ from vsslrt.files import atomic_write_bytes, sha256_file
 from vsslrt.pipeline import gate
 from vsslrt.data.synth import ensure_split
 from vsslrt.export.pipeline import GRAPH_IO, graph_file
-from vsslrt.export.quantize import CALIBRATION_METHODS, quantize_graph
+from vsslrt.export.quantize import CALIBRATION_METHODS, FP32_RULE, node_names, quantize_graph
 
 SYNTH = "synth"
 SYNTH_SEED = 1
@@ -60,7 +60,7 @@ class Calibration:
         gate_samples: Held-back samples the gate benchmarks (the ones after the calibration samples;
             fewer when the dataset ends sooner).
         gate: The gate's limits.
-        keep_fp32: More graph node names to keep in fp32.
+        keep_fp32: More node names to keep in fp32, each in the encoder graph that has it.
         workers: Data workers.
     """
 
@@ -160,12 +160,19 @@ def quantize_folder(folder: Path, manifest: Manifest, backend: str, calibration:
 
     scheme = scheme_for(backend)
     record = {"scheme": scheme, "method": calibration.method, "samples": len(data.calibrate),
-              "batch": calibration.batch, "data": data.label, "keep_fp32": list(calibration.keep_fp32)}
+              "batch": calibration.batch, "data": data.label, "keep_fp32": list(calibration.keep_fp32),
+              "fp32_rule": FP32_RULE}
     previous = manifest.quantization or {}
+    nodes = {role: node_names(folder / manifest.graph(role, "fp32").file) for role, _ in ENCODERS}
+    unknown = sorted(set(calibration.keep_fp32) - set().union(*nodes.values()))
+    if unknown:
+        raise InputError(f"keep_fp32: expected node names of the visual or audio graph of {folder}, got "
+                         f"{', '.join(unknown[:3])}.", hint="list a graph's nodes with onnx.load(path).graph.node")
     inputs = None
     graphs = {}
     for role, name in ENCODERS:
         source = manifest.graph(role, "fp32").file
+        keep = tuple(n for n in calibration.keep_fp32 if n in nodes[role])
         wanted = {**record, "source_sha256": sha256_file(folder / source)}
         target = graph_file(role, "int8")
         old = previous.get(role)
@@ -176,7 +183,7 @@ def quantize_folder(folder: Path, manifest: Manifest, backend: str, calibration:
         if inputs is None:
             inputs = calibration_inputs(data, manifest.frontend, calibration.batch, calibration.workers)
         result = quantize_graph(folder / source, folder / target, inputs[name], input_name=name, scheme=scheme,
-                                method=calibration.method, batch=calibration.batch, keep_fp32=calibration.keep_fp32,
+                                method=calibration.method, batch=calibration.batch, keep_fp32=keep,
                                 frontend=manifest.frontend)
         graphs[role] = (target, result.fp32_nodes, {**wanted, "inputs": result.samples, "quantized_ops": result.quantized_ops,
                                                     "fp32_nodes": list(result.fp32_nodes), **result.scheme_detail})

@@ -88,8 +88,8 @@ def build(
 
     options = dict(seed=seed, backend=backend.value, precision=precision.value, batch=batch,
                    workspace_bytes=workspace_mib << 20, optimization_level=opt_level, threads=threads)
-    calibration = _calibration(precision.value, calib_data, calib_samples, calib_method, gate_samples, gate_max_delta,
-                               gate_min_argmax)
+    calibration = calibration_options(precision.value, calib_data, calib_samples, calib_method, gate_samples,
+                                      gate_max_delta, gate_min_argmax)
     if calibration is not None:
         options["calibration"] = calibration
     if engine is not None:
@@ -98,8 +98,14 @@ def build(
         # The object network is opt-in: its options reach the build only when given (the build's defaults stand).
         objects = {k: v for k, v in (("object_net", object_net), ("imagenet_weights", imagenet_weights)) if v}
         report = build_engine_folder(model, out, checkpoint=checkpoint, **options, **objects)
-    typer.echo(f"backend: {report.backend} ({report.backend_reason})")
     typer.echo(("exported" if report.exported else "reused the export of") + f" {report.model} in {report.folder}")
+    echo_report(report)
+    typer.echo(f"wrote {report.folder / 'manifest.json'}")
+
+
+def echo_report(report) -> None:
+    """The lines of a build report (`vsslrt.pipeline.build.BuildReport`): backend, engines, parity, gate."""
+    typer.echo(f"backend: {report.backend} ({report.backend_reason})")
     for engine in report.engines:
         if report.backend != "trt":
             typer.echo(f"  {engine.role:<7} {engine.file} (run by ONNX Runtime)")
@@ -116,19 +122,21 @@ def build(
         from vsslrt.pipeline.gate import format_gate  # lazy: only gated builds have figures
 
         typer.echo(f"  gate {format_gate(report.gate)}")
-    typer.echo(f"wrote {report.folder / 'manifest.json'}")
 
 
-def _calibration(precision: str, data, samples, method, gate_samples, max_delta, min_argmax):
+def calibration_options(precision: str, data, samples, method, gate_samples, max_delta, min_argmax, *,
+                        command: str = "build", gated: tuple[str, ...] = ("int8", "fp16")):
     """The calibration and gate of a reduced-precision build: always for int8, for fp16 when any
-    --calib-*/--gate-* option asks for the gate; None otherwise (an fp32 build has no gate)."""
+    --calib-*/--gate-* option asks for the gate; None otherwise (an fp32 build has no gate).
+    `vsslrt export` passes its name and gated=("int8",): it gates only what it quantizes."""
     given = {k: v for k, v in (("data", data), ("samples", samples), ("method", value(method)),
                                ("gate_samples", gate_samples)) if v is not None}
     limits = {k: v for k, v in (("max_delta", max_delta), ("min_argmax_agreement", min_argmax)) if v is not None}
-    if precision == "fp32" or (precision == "fp16" and not given and not limits):
+    if precision not in gated or (precision == "fp16" and not given and not limits):
         if given or limits:
-            raise InputError("build: expected --calib-*/--gate-* options only with --precision int8 or fp16, got fp32.",
-                             hint="an fp32 build is the reference the gate compares with; drop those options")
+            raise InputError(f"{command}: expected --calib-*/--gate-* options only with --precision "
+                             f"{' or '.join(gated)}, got {precision}.",
+                             hint="only a reduced-precision build is calibrated and gated; drop those options")
         return None
     from vsslrt.pipeline.gate import GateThresholds  # lazy: the gate loads the evaluator
     from vsslrt.pipeline.int8 import Calibration

@@ -10,7 +10,10 @@ from typing import Annotated
 import typer
 
 from vsslrt.cli._display import parity_line
-from vsslrt.cli._options import CheckpointOpt, ImagenetWeightsOpt, InitSeedOpt, ModelOpt, ObjectNetOpt, examples
+from vsslrt.cli._options import (Backend, CalibDataOpt, CalibMethodOpt, CalibSamplesOpt, CheckpointOpt, GateMaxDeltaOpt,
+                                GateMinArgmaxOpt, GateSamplesOpt, ImagenetWeightsOpt, InitSeedOpt, ModelOpt, ObjectNetOpt,
+                                choice_enum, examples)
+from vsslrt.cli.commands.build import calibration_options, echo_report
 from vsslrt.errors import InputError, missing_extra
 
 EXAMPLES = [
@@ -18,6 +21,8 @@ EXAMPLES = [
     "vsslrt export --model slavc --checkpoint slavc.pth --precision both --object-net "
     "--imagenet-weights resnet18-f37072fd.pth --out engines/slavc",
     "vsslrt export --model lvs --random-init --seed 3 --out /tmp/lvs-untrained",
+    "vsslrt export --model ezvsl --checkpoint ezvsl.pth --precision int8 --calib-data is3:/data/IS3 --out engines/ezvsl-int8"
+    "   # export, then quantize and gate as vsslrt build --precision int8",
 ]
 
 
@@ -29,6 +34,12 @@ class ExportPrecision(str, Enum):
     both = "both"
 
 
+# `--precision` also takes int8: export fp32, then quantize, build and gate exactly as `vsslrt build --engine OUT
+# --precision int8` does (`vsslrt.pipeline.build.build_engine_folder`; one implementation). tests/cli check the list.
+ExportChoice = choice_enum("ExportChoice", (*(p.value for p in ExportPrecision), "int8"),
+                           "What `vsslrt export` writes: fp32, fp16 or both graphs, or int8 ones made from fp32.")
+
+
 def export(
     model: ModelOpt,
     out: Annotated[Path, typer.Option("--out", help="Folder to write the graphs and manifest.json to.")],
@@ -38,8 +49,18 @@ def export(
     ] = False,
     seed: InitSeedOpt = 0,
     precision: Annotated[
-        ExportPrecision, typer.Option("--precision", help="fp32, fp16 (fp16 graphs only) or both.")
-    ] = ExportPrecision.fp32,
+        ExportChoice, typer.Option("--precision", help="fp32, fp16 (fp16 graphs only), both, or int8 (the fp32 graphs, "
+                                   "then int8 ones calibrated and gated as `vsslrt build --precision int8`).")
+    ] = ExportChoice.fp32,
+    backend: Annotated[Backend | None, typer.Option(
+        "--backend", help="int8 only: the backend the int8 graphs are quantized for and gated on (as `vsslrt build "
+        "--backend`; default auto).")] = None,
+    calib_data: CalibDataOpt = None,
+    calib_samples: CalibSamplesOpt = None,
+    calib_method: CalibMethodOpt = None,
+    gate_samples: GateSamplesOpt = None,
+    gate_max_delta: GateMaxDeltaOpt = None,
+    gate_min_argmax: GateMinArgmaxOpt = None,
     object_net: ObjectNetOpt = False,
     imagenet_weights: ImagenetWeightsOpt = None,
     trust_checkpoint: Annotated[
@@ -55,34 +76,48 @@ def export(
     ] = False,
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: the exporter's).")] = None,
 ) -> None:
-    """Export a model to ONNX (visual, audio, fused; fp16 optional), check parity, write the manifest."""
+    """Export a model to ONNX (visual, audio, fused; fp16 optional), check parity, write the manifest.
+    With --precision int8, also quantize the encoders, check them and gate them as `vsslrt build --precision int8`."""
     if (checkpoint is None) == (not random_init):
         raise InputError(
             "export: expected exactly one of --checkpoint PATH or --random-init, got "
             + ("both." if random_init else "neither."),
             hint="pass the official checkpoint, or --random-init for untrained weights",
         )
+    int8 = precision.value == "int8"
+    if backend is not None and not int8:
+        raise InputError(f"export: expected --backend only with --precision int8, got {precision.value}.",
+                         hint="export writes ONNX graphs; `vsslrt build --engine OUT --backend ...` builds engines")
+    calibration = calibration_options(precision.value, calib_data, calib_samples, calib_method, gate_samples,
+                                      gate_max_delta, gate_min_argmax, command="export", gated=("int8",))
     if importlib.util.find_spec("torch") is None:  # looked up, not imported: only export/ imports torch
         raise missing_extra("torch", "export", "export models to ONNX")
-    from vsslrt.export.pipeline import export_model  # lazy: imports torch and the ONNX exporter
+    from vsslrt.export import pipeline as export_stage  # lazy: imports torch and the ONNX exporter
 
-    manifest = export_model(
-        model,
-        out,
-        checkpoint,
-        seed=seed,
-        precision=precision.value,
-        object_net=object_net,
-        imagenet_weights=imagenet_weights,
-        trust_checkpoint=trust_checkpoint,
-        ignore_unexpected_keys=ignore_unexpected_keys,
-        opset=opset,
-    )
+    loading = dict(trust_checkpoint=trust_checkpoint, ignore_unexpected_keys=ignore_unexpected_keys, opset=opset)
+    if int8:
+        from functools import partial
+
+        from vsslrt.manifest import Manifest
+        from vsslrt.pipeline.build import build_engine_folder  # lazy: the engine stack
+
+        # Always a fresh export (as every `vsslrt export`), then the build's int8 path with the same options.
+        objects = {k: v for k, v in (("object_net", object_net), ("imagenet_weights", imagenet_weights)) if v}
+        report = build_engine_folder(model, out, checkpoint=checkpoint, seed=seed, precision="int8",
+                                     backend="auto" if backend is None else backend.value, calibration=calibration,
+                                     reuse_export=False, export=partial(export_stage.export_model, **loading), **objects)
+        manifest = Manifest.read(out)
+    else:
+        manifest = export_stage.export_model(model, out, checkpoint, seed=seed, precision=precision.value,
+                                             object_net=object_net, imagenet_weights=imagenet_weights, **loading)
     typer.echo(f"exported {manifest.model} ({manifest.checkpoint.label}) to {out}")
     for graph in manifest.graphs:
         typer.echo(f"  {graph.file:<20} {graph.role:<7} {graph.precision}")
     for key, fig in manifest.parity.items():
-        typer.echo(parity_line(key, fig, 12))
+        if not key.startswith("engine."):  # the build's figures follow, with its report
+            typer.echo(parity_line(key, fig, 12))
+    if int8:
+        echo_report(report)
 
 
 def register(app: typer.Typer) -> None:
