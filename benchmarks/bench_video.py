@@ -23,8 +23,10 @@ sound, silence and noise; tests/pipeline/scenes.py).
 Targets: demo model at 8 fps >= 10x real time; EZ-VSL-sized at 2 fps >= 1x real time with a stream
 latency p99 < 250 ms. The thresholds of the calibrations used here do not change the work done.
 
+File-mode figures are the best of `--rounds` runs (default 3; the median is reported beside it).
+
 Usage: python benchmarks/bench_video.py [--seconds 20] [--threads 2] [--work /tmp/vsslrt-bench-video]
-       [--skip-ezvsl] [--stream-seconds 15]
+       [--skip-ezvsl] [--stream-seconds 15] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -71,17 +73,23 @@ def scene(work: Path, seconds: float) -> Path:
     return path
 
 
-def file_mode(localizer, video: Path, fps: float, out: Path, **encoding) -> dict:
+def file_mode(localizer, video: Path, fps: float, out: Path, rounds: int = 1, **encoding) -> dict:
+    """`rounds` runs of the same file: the best wall and CPU time (what the machine can do when
+    other jobs leave it alone) and the median wall time (what a run met)."""
     from vsslrt.pipeline.video import localize_video
 
-    start, cpu = time.perf_counter(), time.process_time()
-    report = localize_video(localizer, video, out, fps=fps, **encoding)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    walls, cpus = [], []
+    for _ in range(rounds):
+        start, cpu = time.perf_counter(), time.process_time()
+        report = localize_video(localizer, video, out, fps=fps, **encoding)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    wall, cpu = min(walls), min(cpus)
     lines = [json.loads(x) for x in report.timeline.read_text().splitlines()]
     seconds = report.summary["duration"]
-    return {"fps": fps, **encoding, "frames": len(lines), "video_s": seconds, "wall_s": wall,
-            "realtime_factor": seconds / wall, "cpu_s": cpu, "cpu_ms_per_video_s": 1e3 * cpu / seconds,
-            "output_bytes": report.video.stat().st_size}
+    return {"fps": fps, **encoding, "rounds": rounds, "frames": len(lines), "video_s": seconds, "wall_s": wall,
+            "realtime_factor": seconds / wall, "realtime_factor_median": seconds / float(np.median(walls)),
+            "cpu_s": cpu, "cpu_ms_per_video_s": 1e3 * cpu / seconds, "output_bytes": report.video.stat().st_size}
 
 
 def transcode(video: Path, out: Path, preset: str = "veryfast") -> dict:
@@ -186,6 +194,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/vsslrt-bench-video"))
     parser.add_argument("--skip-ezvsl", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per file-mode setting (best and median kept)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -207,9 +216,10 @@ def main() -> None:
     for name, folder, calibration in engines:
         with Localizer(folder, calibration, threads=args.threads) as localizer:
             file_mode(localizer, video, 2.0, args.work / "warm")  # warm-up: first-call allocations
-            entry = {"file": [file_mode(localizer, video, fps, args.work / f"out-{name}-{fps}") for fps in (2.0, 8.0)]}
+            entry = {"file": [file_mode(localizer, video, fps, args.work / f"out-{name}-{fps}", args.rounds)
+                              for fps in (2.0, 8.0)]}
             if name == "demo-san":
-                entry["file"] += [file_mode(localizer, video, 8.0, args.work / f"out-{name}-{tag}", **encoding)
+                entry["file"] += [file_mode(localizer, video, 8.0, args.work / f"out-{name}-{tag}", args.rounds, **encoding)
                                   for tag, encoding in (("ultrafast", {"preset": "ultrafast"}),
                                                         ("zerolatency", {"tune": "zerolatency"}))]
             entry["stages_8fps" if name == "demo-san" else "stages_2fps"] = stage_split(
@@ -220,7 +230,8 @@ def main() -> None:
         for row in entry["file"]:
             settings = ", ".join(f"{k} {row[k]}" for k in ("preset", "tune") if k in row)
             print(f"{name:12s} file   {row['fps']:.0f} fps{' (' + settings + ')' if settings else ''}: "
-                  f"{row['realtime_factor']:6.2f}x real time ({row['video_s']:.1f} s of video in {row['wall_s']:.2f} s, "
+                  f"{row['realtime_factor']:6.2f}x real time, best of {row['rounds']} (median "
+                  f"{row['realtime_factor_median']:.2f}x; {row['video_s']:.1f} s of video in {row['wall_s']:.2f} s, "
                   f"{row['frames']} frames localised), {row['cpu_ms_per_video_s']:.0f} ms CPU per video second "
                   f"({row['cpu_ms_per_video_s'] / base['cpu_ms_per_video_s']:.1f}x the transcode's), "
                   f"{row['output_bytes'] / 1e6:.1f} MB")
