@@ -59,7 +59,7 @@ class Evaluator:
         sweep: candidate thresholds at which every sample's positive IoU and negative pIA are
             also kept, for calibration (`vsslrt.eval.calibration`). Costs about five extra sorts
             per sample. Defaults to none.
-        chunk_size: samples processed together. Defaults to 16 on NumPy, 256 on CuPy.
+        chunk_size: samples processed together. Defaults to 8 on NumPy, 256 on CuPy.
         num_workers: threads over chunks for NumPy inputs (NumPy releases the GIL). Defaults to
             the available CPUs, at most 4.
         validate: check every batch (`validate_maps`). Defaults to True.
