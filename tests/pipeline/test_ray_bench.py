@@ -113,3 +113,25 @@ def test_interrupted_ray_run_resumes_from_its_saved_blocks(local_ray, engine, tm
     assert dist.calibration == single.calibration
     assert_same_run_folders(tmp_path / "single", out)
     assert not list((out / "shards" / engine.name).glob("part-*.npz"))  # merged into the final checkpoint
+
+
+def test_ray_run_with_skip_bad_leaves_out_the_bad_sample_as_one_process_does(local_ray, engine, tmp_path):
+    """A sample whose audio file is missing: with --skip-bad both runs leave out the same samples (the
+    actors load the dataset without failing on it) and give the same numbers."""
+    import shutil
+
+    data = tmp_path / "is3"
+    shutil.copytree(IS3_MINI, data)
+    victim = sorted((data / "audio_wav").iterdir())[3]
+    victim.unlink()
+    settings = BenchSettings(dataset="is3", data_dir=data, batch=2, workers=1, skip_bad=True)
+    (single,) = run_bench([engine], settings, tmp_path / "single")
+    (dist,) = run_bench_ray([engine], settings, tmp_path / "ray", block_size=4)
+    # The missing file's own sample and the one that drew it as its offscreen clip.
+    assert dist.n_samples == single.n_samples == 14
+
+    def by_index(skipped):
+        return sorted(skipped, key=lambda s: s["index"])
+
+    assert by_index(dist.skipped) == by_index(single.skipped) and len(single.skipped) == 2
+    assert_same_metrics(single.metrics, dist.metrics)

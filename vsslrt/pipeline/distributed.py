@@ -57,6 +57,7 @@ from vsslrt.data import load_dataset
 from vsslrt.files import sha256_file
 from vsslrt.manifest import Manifest
 from vsslrt.pipeline.bench import EngineSession
+from vsslrt.pipeline.multisource import prepare_duets
 from vsslrt.pipeline.runstore import PartLog
 from vsslrt.pipeline.examples import write_failure_views
 
@@ -138,7 +139,8 @@ def run_bench_ray(
         try:
             results = [
                 _run_engine(ray, Path(engine), run.dataset, run.indices, settings, out=out, resume=resume,
-                            actors=actors, cpus_per_actor=cpus_per_actor, block_size=block_size, progress=progress)
+                            actors=actors, cpus_per_actor=cpus_per_actor, block_size=block_size, progress=progress,
+                            left_out=run.skipped)
                 for engine in engines
             ]
         finally:
@@ -217,7 +219,7 @@ def block_ranges(indices: Sequence[int], finished: set[int], block_size: int) ->
 
 def _run_engine(ray, folder: Path, dataset, indices: list[int], settings: BenchSettings, *, out: Path, resume: bool,
                 actors: int | None, cpus_per_actor: int | None, block_size: int | None,
-                progress: Progress | None) -> EngineResult:
+                progress: Progress | None, left_out: Sequence[dict[str, Any]] = ()) -> EngineResult:
 
     # Verify on the driver first: a wrong folder fails here with one line, before any actor starts.
     manifest = Manifest.read(folder)
@@ -270,7 +272,7 @@ def _run_engine(ray, folder: Path, dataset, indices: list[int], settings: BenchS
     wall = time.perf_counter() - t0
     result = merge_shards(folder, manifest, settings, prior + [received[k] for k, _ in blocks],
                           distributed={**layout, "blocks": len(blocks), "resumed_blocks": len(prior), "wall_s": wall,
-                                       "address": _cluster_address(ray)}, dataset=dataset)
+                                       "address": _cluster_address(ray)}, dataset=dataset, left_out=left_out)
     if settings.examples:
 
         # The actors' sessions are gone: the driver reopens the engine folder for the worst samples only.
@@ -323,7 +325,8 @@ def plan_layout(n_samples: int, batch: int, *, backend: str, resources: dict[str
 
 
 def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequence[ShardResult], *,
-                 distributed: dict[str, Any] | None = None, dataset: Any = None) -> EngineResult:
+                 distributed: dict[str, Any] | None = None, dataset: Any = None,
+                 left_out: Sequence[dict[str, Any]] = ()) -> EngineResult:
     """Merge the shards of one engine (in block order) into the result of the whole run.
 
     Args:
@@ -334,6 +337,8 @@ def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequen
         distributed: Facts about the execution (actors, blocks, wall time) for latency.json.
         dataset: The run's dataset (loaded from the settings by default, as the actors load it):
             the protocol presets are resolved against it as the actors resolved them.
+        left_out: The samples the driver left out before the first block (--skip-bad), listed
+            first among the skipped ones, as a single-process run lists them.
     """
     if not shards:
         raise InputError(f"{folder.name}: expected at least one block of samples, got none.")
@@ -343,15 +348,14 @@ def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequen
                          hint="give every node the same vsslrt install and engine folder")
     backend, precision, use_ogl = ran_with.pop()
     if dataset is None:
-
-        dataset = load_dataset(settings.dataset, settings.data_dir, **settings.metadata)
+        dataset = run_dataset(settings)
     plan = plan_engine(folder, settings, manifest, backend=backend, precision=precision, use_ogl=use_ogl,
                        dataset=dataset)
     evaluators = plan.new_evaluators(settings)
     for shard in shards:
         for key, state in shard.states.items():
             evaluators[key].merge(state)
-    skipped = [s for shard in shards for s in shard.skipped]
+    skipped = list(left_out) + [s for shard in shards for s in shard.skipped]
     timings = concat_timings([s.timings for s in shards])
     latency = latency_summary(timings, settings.effective_repeats, backend, precision, settings.protocol)
     if distributed is not None:
@@ -369,6 +373,17 @@ def merge_shards(folder: Path, manifest, settings: BenchSettings, shards: Sequen
     n_samples = len({i for shard in shards for i in shard.done})
     return plan.result(evaluators, skipped, timings, settings, latency=latency,
                        identity=plan.identity(settings, n_samples))
+
+
+def run_dataset(settings: BenchSettings) -> Any:
+    """The dataset as the driver's `start_run` read it, for an actor or the merge.
+
+    Not validated again: the driver validated it and, with --skip-bad, gave the actors only the
+    samples it kept (a bad file elsewhere in the set must not stop them); duet rows naming unknown
+    clips are left out exactly as the driver left them out.
+    """
+    dataset = load_dataset(settings.dataset, settings.data_dir, validate=False, **settings.metadata)
+    return prepare_duets(dataset, settings.skip_bad)
 
 
 def _cluster_address(ray) -> str | None:
@@ -397,8 +412,7 @@ class ShardWorker:
         self.session = None
         self.error: VsslrtError | None = None
         try:
-            dataset = load_dataset(settings.dataset, settings.data_dir, **settings.metadata)
-            self.session = EngineSession(folder, dataset, settings)
+            self.session = EngineSession(folder, run_dataset(settings), settings)
         except VsslrtError as exc:
             self.error = exc
 
