@@ -416,6 +416,22 @@ class Localizer:
         )
 
 
+def frontend_signals(rgb: np.ndarray, audio: Any, spec: Any, protocol: str = "fixed"
+                     ) -> tuple[np.ndarray, np.ndarray, int, dict[str, float]]:
+    """A decoded image and clip -> ((3, 224, 224) image row, the front-end's signal, its rate,
+    seconds per stage): everything but the spectrogram, which a batch can compute at once.
+
+    Raises:
+        DataError: The audio does not suit the front-end (see `vsslrt.data.prepare_signal`).
+    """
+    clock = time.perf_counter
+    t = clock()
+    image_row = preprocess_image(rgb)
+    t_audio = clock()
+    signal, rate = prepare_signal(audio, spec, mode=protocol)
+    return image_row, signal, rate, {"image_input": t_audio - t, "audio_input": clock() - t_audio}
+
+
 def frontend_rows(rgb: np.ndarray, audio: Any, spec: Any, protocol: str = "fixed"
                   ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """A decoded image and clip -> ((3, 224, 224) image row, (1, F, T) audio row, seconds per stage).
@@ -429,16 +445,12 @@ def frontend_rows(rgb: np.ndarray, audio: Any, spec: Any, protocol: str = "fixed
     Raises:
         DataError: The audio does not suit the front-end (see `vsslrt.data.prepare_signal`).
     """
-
-    clock = time.perf_counter
-    t = clock()
-    image_row = preprocess_image(rgb)
-    t_audio = clock()
     # The same two steps as `vsslrt.data.audio_input`, from the decoded samples.
-    signal, rate = prepare_signal(audio, spec, mode=protocol)
+    image_row, signal, rate, seconds = frontend_signals(rgb, audio, spec, protocol)
+    t = time.perf_counter()
     audio_row = spectrogram_inputs([signal], spec, rates=rate)[0]
-    done = clock()
-    return image_row, audio_row, {"image_input": t_audio - t, "audio_input": done - t_audio}
+    seconds["audio_input"] += time.perf_counter() - t
+    return image_row, audio_row, seconds
 
 
 def decide(raw: np.ndarray, image_size: tuple[int, int], calibration: Calibration, *, map_size: str = "224",

@@ -44,8 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from vsslrt.errors import InputError
-from vsslrt.data.video import (TruncatedMediaError, VideoWriter, check_x264_settings, container_for, iter_audio,
-                               iter_decoded, probe)
+from vsslrt.data.video import TruncatedMediaError, VideoWriter, container_for, iter_audio, iter_decoded, probe
 from vsslrt.files import atomic_output, atomic_write_json
 from vsslrt.pipeline.overlay import yuv420_layer
 from vsslrt.pipeline.stream import StreamSession, Summary
@@ -116,7 +115,6 @@ def localize_video(
     """
 
     video = Path(video)
-    check_x264_settings(preset, tune)  # before any decoding
     info = probe(video)
     name = name or video.stem
     if Path(name).name != name or name in ("", ".", ".."):

@@ -76,12 +76,8 @@ def build(
     elif model is None or out is None:
         raise InputError("build: expected --model and --out (or --engine DIR), got no "
                          f"{'--model' if model is None else '--out'}.")
-    if engine is None and (checkpoint is None) == (not random_init):
-        raise InputError(
-            "build: expected exactly one of --checkpoint PATH or --random-init, got "
-            + ("both." if random_init else "neither."),
-            hint="pass the official checkpoint, or --random-init for untrained weights",
-        )
+    if engine is None:
+        check_weights(checkpoint, random_init, command="build")
     if workspace_mib < 1:
         raise InputError(f"build: expected --workspace-mib to be >= 1, got {workspace_mib}.")
     from vsslrt.pipeline.build import build_engine_folder, build_exported_folder  # lazy: export and TensorRT stack
@@ -95,9 +91,8 @@ def build(
     if engine is not None:
         report = build_exported_folder(engine, **options)
     else:
-        # The object network is opt-in: its options reach the build only when given (the build's defaults stand).
-        objects = {k: v for k, v in (("object_net", object_net), ("imagenet_weights", imagenet_weights)) if v}
-        report = build_engine_folder(model, out, checkpoint=checkpoint, **options, **objects)
+        report = build_engine_folder(model, out, checkpoint=checkpoint, **options,
+                                     **object_options(object_net, imagenet_weights))
     typer.echo(("exported" if report.exported else "reused the export of") + f" {report.model} in {report.folder}")
     echo_report(report)
     typer.echo(f"wrote {report.folder / 'manifest.json'}")
@@ -122,6 +117,21 @@ def echo_report(report) -> None:
         from vsslrt.pipeline.gate import format_gate  # lazy: only gated builds have figures
 
         typer.echo(f"  gate {format_gate(report.gate)}")
+
+
+def check_weights(checkpoint: Path | None, random_init: bool, *, command: str) -> None:
+    """Exactly one source of weights: --checkpoint PATH or --random-init (`export` and `build`)."""
+    if (checkpoint is None) == (not random_init):
+        raise InputError(
+            f"{command}: expected exactly one of --checkpoint PATH or --random-init, got "
+            + ("both." if random_init else "neither."),
+            hint="pass the official checkpoint, or --random-init for untrained weights",
+        )
+
+
+def object_options(object_net: bool, imagenet_weights: Path | None) -> dict:
+    """The object network's options as export / build keywords, only those given (their defaults stand)."""
+    return {k: v for k, v in (("object_net", object_net), ("imagenet_weights", imagenet_weights)) if v}
 
 
 def calibration_options(precision: str, data, samples, method, gate_samples, max_delta, min_argmax, *,

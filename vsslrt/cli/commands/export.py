@@ -13,7 +13,7 @@ from vsslrt.cli._display import parity_line
 from vsslrt.cli._options import (Backend, CalibDataOpt, CalibMethodOpt, CalibSamplesOpt, CheckpointOpt, GateMaxDeltaOpt,
                                 GateMinArgmaxOpt, GateSamplesOpt, ImagenetWeightsOpt, InitSeedOpt, ModelOpt, ObjectNetOpt,
                                 choice_enum, examples)
-from vsslrt.cli.commands.build import calibration_options, echo_report
+from vsslrt.cli.commands.build import calibration_options, check_weights, echo_report, object_options
 from vsslrt.errors import InputError, missing_extra
 
 EXAMPLES = [
@@ -78,12 +78,7 @@ def export(
 ) -> None:
     """Export a model to ONNX (visual, audio, fused; fp16 optional), check parity, write the manifest.
     With --precision int8, also quantize the encoders, check them and gate them as `vsslrt build --precision int8`."""
-    if (checkpoint is None) == (not random_init):
-        raise InputError(
-            "export: expected exactly one of --checkpoint PATH or --random-init, got "
-            + ("both." if random_init else "neither."),
-            hint="pass the official checkpoint, or --random-init for untrained weights",
-        )
+    check_weights(checkpoint, random_init, command="export")
     int8 = precision.value == "int8"
     if backend is not None and not int8:
         raise InputError(f"export: expected --backend only with --precision int8, got {precision.value}.",
@@ -102,10 +97,10 @@ def export(
         from vsslrt.pipeline.build import build_engine_folder  # lazy: the engine stack
 
         # Always a fresh export (as every `vsslrt export`), then the build's int8 path with the same options.
-        objects = {k: v for k, v in (("object_net", object_net), ("imagenet_weights", imagenet_weights)) if v}
         report = build_engine_folder(model, out, checkpoint=checkpoint, seed=seed, precision="int8",
                                      backend="auto" if backend is None else backend.value, calibration=calibration,
-                                     reuse_export=False, export=partial(export_stage.export_model, **loading), **objects)
+                                     reuse_export=False, export=partial(export_stage.export_model, **loading),
+                                     **object_options(object_net, imagenet_weights))
         manifest = Manifest.read(out)
     else:
         manifest = export_stage.export_model(model, out, checkpoint, seed=seed, precision=precision.value,

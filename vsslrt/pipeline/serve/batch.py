@@ -22,9 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vsslrt.errors import DataError
-from vsslrt.data import preprocess_image
-from vsslrt.data.frontends import prepare_signal, spectrogram_inputs
-from vsslrt.pipeline.localize import PreparedPair
+from vsslrt.data.frontends import spectrogram_inputs
+from vsslrt.pipeline.localize import PreparedPair, frontend_signals
 
 
 @dataclass
@@ -56,12 +55,8 @@ def decode_pair(localizer: Any, pair: Any, rgb: np.ndarray, audio: Any) -> Decod
         DataError: The audio does not suit the front-end (see `vsslrt.data.prepare_signal`).
     """
 
-    clock = time.perf_counter
-    t = clock()
-    image_row = preprocess_image(rgb)
-    t_audio = clock()
-    signal, rate = prepare_signal(audio, localizer.spec, mode=localizer.calibration.protocol)
-    return DecodedPair(pair, rgb, image_row, signal, rate, {"image_input": t_audio - t, "audio_input": clock() - t_audio})
+    image_row, signal, rate, seconds = frontend_signals(rgb, audio, localizer.spec, localizer.calibration.protocol)
+    return DecodedPair(pair, rgb, image_row, signal, rate, seconds)
 
 
 def audio_rows(localizer: Any, items: Sequence[DecodedPair]) -> list[np.ndarray]:
