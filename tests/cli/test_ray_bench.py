@@ -5,33 +5,13 @@ Needs the `dist` extra (`pip install 'vsslrt[dist]'`); skipped otherwise.
 
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
-ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'vsslrt[dist]' to run the distributed tests")
-pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'vsslrt[dist]'")
+from ray_fixtures import IS3_MINI, MARKS, local_ray  # noqa: F401 - local_ray is a fixture (tests/pipeline on the path)
 
-IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
-pytestmark = [
-    pytest.mark.skipif(not IS3_MINI.is_dir(), reason=f"the is3-mini fixture is not at {IS3_MINI}"),
-    pytest.mark.slow,
-    # Ray Data reads its own deprecated settings when it logs its context; nothing vsslrt can change.
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*"),
-]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray instance for the module; run_bench_ray attaches to it and leaves it running."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+pytestmark = MARKS
 
 
 def test_cli_ray_reports_an_actors_error_as_one_vsslrt_error(local_ray, engine, tmp_path):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # eval_helpers, for the test modules
 
 PAPER_THRESHOLDS = {"max": 0.6, "max10": 0.66, "maxq3": 0.63}
 

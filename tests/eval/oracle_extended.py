@@ -7,25 +7,17 @@ the per-pixel formulas of tests/eval/oracle.py (itself independent), plus a per-
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
+from eval_helpers import load_sibling
 
 N = 224 * 224
 SIDE = 224
 
 
 def _base_oracle():
-    name = "vsslrt_tests_eval_oracle"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("oracle.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_sibling("oracle")
 
 
 # --------------------------------------------------------------------------------------------------

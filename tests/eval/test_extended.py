@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_helpers import assert_match, load_sibling
 
 from vsslrt.errors import InputError
 from vsslrt.eval._xp import use_fast_paths
 from vsslrt.eval.extended import ExtendedEvaluator
 
 
-def _load(name: str, file: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+oracle = load_sibling("oracle_extended")
 
 
-oracle = _load("vsslrt_tests_eval_oracle_extended", "oracle_extended.py")
 
-
-def assert_match(got: dict, want: dict, atol: float = 1e-6) -> None:
-    assert set(got) == set(want), (sorted(set(want) - set(got)), sorted(set(got) - set(want)))
-    bad = [f"{k}: got {got[k]!r}, want {want[k]!r}" for k in sorted(want)
-           if not ((math.isnan(got[k]) and math.isnan(want[k])) or abs(got[k] - want[k]) <= atol)]
-    assert not bad, "\n".join(bad)
 
 
 def make_set(seed: int, n: int, *, size: int = 224, kind: str = "random"):

@@ -8,29 +8,16 @@ and the fixed mode does not depend on the split.
 
 from __future__ import annotations
 
-import importlib.util
-import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_helpers import assert_match, load_sibling
 
 from vsslrt.errors import InputError
 from vsslrt.eval.masks import MaskEvaluator, f_thresholds, mask_metric_keys
 
 
-def _load(name: str):
-    key = f"vsslrt_tests_eval_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
-oracle = _load("oracle_masks")
+oracle = load_sibling("oracle_masks")
 CONDS = ("pos", "silence", "noise", "offscreen")
 
 
@@ -85,16 +72,6 @@ def _evaluate(frames, *, chunks=(None,), **options):
     for a, b in zip(bounds[:-1], bounds[1:]):
         ev.update({c: maps[c][a:b] for c in CONDS}, gt[a:b], video=video[a:b], sample_ids=np.arange(a, b))
     return ev
-
-
-def assert_match(got, want, atol=1e-6):
-    assert set(got) == set(want), (sorted(set(got) ^ set(want)))
-    for k in want:
-        g, w = got[k], want[k]
-        if math.isnan(w) or math.isnan(g):
-            assert math.isnan(w) and math.isnan(g), k
-        else:
-            assert abs(g - w) <= atol, (k, g, w)
 
 
 # sha256 of torch.linspace(0, 1 - 1e-10, 255).numpy().tobytes() (float32), recorded with torch 2.x on

@@ -3,29 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_helpers import assert_match, load_sibling
 
 from vsslrt.errors import InputError
 from vsslrt.eval.multisource import MultiSourceEvaluator, average_precision
 
 
-def _load(name):
-    key = f"vsslrt_tests_eval_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
-
-oracle = _load("oracle_multisource")
+oracle = load_sibling("oracle_multisource")
 
 
 def _mixtures(n=5, p=2, seed=0, levels=12):
@@ -43,16 +31,6 @@ def _mixtures(n=5, p=2, seed=0, levels=12):
     gt[3, 1] = True  # a full panel
     maps[4, 0] = maps[4, 1]  # both queries give the same maps: the second match finds an emptied panel
     return maps, gt
-
-
-def assert_match(got, want, atol=1e-6):
-    assert set(got) == set(want), sorted(set(got) ^ set(want))
-    for k, w in want.items():
-        g = got[k]
-        if math.isnan(w) or math.isnan(g):
-            assert math.isnan(w) and math.isnan(g), k
-        else:
-            assert abs(g - w) <= atol, (k, g, w)
 
 
 @pytest.mark.parametrize("mode", ["fixed", "paper"])

@@ -10,28 +10,14 @@ cases cannot be exact and check that the evaluator's upsampling rounds like the 
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
+from eval_helpers import load_sibling
 import pytest
 
 
-def _load_oracle():
-    """Import tests/eval/oracle.py by path (pytest runs with --import-mode=importlib)."""
-    name = "vsslrt_tests_eval_oracle"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("oracle.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-oracle = _load_oracle()
+oracle = load_sibling("oracle")
 
 SIDE = 224
 UNIVERSAL = {"max": 0.5, "max10": 0.55, "maxq3": 0.515625}

@@ -5,18 +5,14 @@ Needs the `dist` extra (`pip install 'vsslrt[dist]'`); skipped otherwise.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'vsslrt[dist]' to run the distributed tests")
-pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'vsslrt[dist]'")
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
+from ray_fixtures import IS3_MINI, MARKS, local_ray, ray  # noqa: E402, F401 - local_ray is a fixture
 from test_distributed import assert_same_metrics, assert_same_run_folders  # noqa: E402
 from tiny_engine import make_tiny_engine  # noqa: E402
 
@@ -24,23 +20,7 @@ from vsslrt.pipeline.bench import run_bench  # noqa: E402
 from vsslrt.pipeline.results import BenchSettings  # noqa: E402
 from vsslrt.pipeline.distributed import run_bench_ray  # noqa: E402
 
-IS3_MINI = Path(os.environ.get("VSSLRT_IS3_MINI", Path(__file__).resolve().parents[2].parent / "shared" / "data" / "is3-mini"))
-pytestmark = [
-    pytest.mark.skipif(not IS3_MINI.is_dir(), reason=f"the is3-mini fixture is not at {IS3_MINI}"),
-    pytest.mark.slow,
-    # Ray Data reads its own deprecated settings when it logs its context; nothing vsslrt can change.
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*"),
-]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray instance for the module; run_bench_ray attaches to it and leaves it running."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
