@@ -100,12 +100,17 @@ class OverlayLayer:
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
         """The overlay on an (H, W, 3) uint8 image of the layer's size -> (H, W, 3) uint8."""
-        out = rgb.astype(np.float32)
-        out *= self.keep
-        out += self.add
-        np.rint(out, out=out)
-        np.clip(out, 0, 255, out=out)
-        return out.astype(np.uint8)
+        return _blend(rgb, self.keep, self.add).astype(np.uint8)
+
+
+def _blend(pixels: np.ndarray, keep: np.ndarray, add: np.ndarray) -> np.ndarray:
+    """rint(pixels * keep + add) clipped to [0, 255], in float32 (a layer's one multiply-add)."""
+    out = pixels.astype(np.float32)
+    out *= keep
+    out += add
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out
 
 
 def overlay_layer(
@@ -210,12 +215,7 @@ class Yuv420Layer:
         """Blend (Y, U, V) uint8 planes of the layer's size into the `out` planes (uint8 views)."""
         for plane, keep, add, target in zip(planes, (self.keep_y, self.keep_c, self.keep_c),
                                             (self.add_y, self.add_u, self.add_v), out):
-            buffer = plane.astype(np.float32)
-            buffer *= keep
-            buffer += add
-            np.rint(buffer, out=buffer)
-            np.clip(buffer, 0, 255, out=buffer)
-            target[...] = buffer
+            target[...] = _blend(plane, keep, add)
 
 
 #: (Kr, Kb) of the YUV matrices (ITU-R BT.601, BT.709, BT.2020 non-constant luminance).
