@@ -56,21 +56,35 @@ def source_coordinates(n_in: int, interp: str, size: int = SIZE) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def weight_matrix(n_in: int, interp: str, size: int = SIZE) -> np.ndarray:
-    """The (size, n_in) float64 linear-interpolation matrix R with out = R @ column.
+def linear_taps(n_in: int, interp: str, size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lower, upper, 1 - f, f) of every output index: the two source indices and their float64 weights.
 
-    Row x has weight 1 - f at floor(c) and f at floor(c) + 1 (clamped to n_in - 1), where c is the
-    source coordinate of x and f its fractional part. Read-only (it is cached).
+    lower = floor(c), upper = lower + 1 clamped to n_in - 1, f = c - lower, with c the source
+    coordinate of the index (`source_coordinates`). Read-only (cached).
     """
     coords = source_coordinates(n_in, interp, size)
     lower = np.floor(coords).astype(np.int64)
     upper = np.minimum(lower + 1, n_in - 1)
     frac = coords - lower
+    taps = (lower, upper, 1.0 - frac, frac)
+    for a in taps:
+        a.setflags(write=False)
+    return taps
+
+
+@functools.lru_cache(maxsize=64)
+def weight_matrix(n_in: int, interp: str, size: int = SIZE) -> np.ndarray:
+    """The (size, n_in) float64 linear-interpolation matrix R with out = R @ column.
+
+    Row x has weight 1 - f at floor(c) and f at floor(c) + 1 (clamped to n_in - 1), where c is the
+    source coordinate of x and f its fractional part (`linear_taps`). Read-only (it is cached).
+    """
+    lower, upper, w_lower, w_upper = linear_taps(n_in, interp, size)
     weights = np.zeros((size, n_in), dtype=np.float64)
     rows = np.arange(size)
     # np.add.at: lower == upper at the last source index, where the two weights must add up.
-    np.add.at(weights, (rows, lower), 1.0 - frac)
-    np.add.at(weights, (rows, upper), frac)
+    np.add.at(weights, (rows, lower), w_lower)
+    np.add.at(weights, (rows, upper), w_upper)
     weights.setflags(write=False)
     return weights
 

@@ -25,12 +25,13 @@ Reductions (host NumPy, from the id-sorted per-frame scalars, so shards merge ex
   frame (one dataset-level threshold, ACL-SSL's batch-independent definition), whatever the split.
 
 The F-curve is counted with one histogram per frame over the 255-threshold grid (each pixel's bin in
-the grid, then cumulative counts), so its cost does not grow with the grid. On NumPy with float32
-maps one keyed histogram per frame (`_keyed_histograms`) also gives the mIoU and FPR counts.
+the grid, then cumulative counts), so its cost does not grow with the grid. On NumPy one keyed
+histogram per frame (`_keyed_histograms`, a compiled kernel) also gives the mIoU and FPR counts.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,7 @@ from vsslrt.errors import InputError
 from vsslrt.eval import _xp
 from vsslrt.eval._persample import PerSampleStore, config_json_of
 from vsslrt.eval._resize import RESIZES, resize
+from vsslrt.eval.interp import INTERPOLATIONS, linear_taps
 from vsslrt.eval.keys import CONDITIONS
 from vsslrt.eval.state import MAX_DEFAULT_WORKERS, _available_cpus, _pool
 
@@ -179,82 +181,101 @@ def _histogram_counts(p: Any, marked: Any, tau: Any, xp: Any) -> tuple[Any, Any]
     return above, above_in
 
 
-# NumPy fast path for float32 maps: each pixel's F-grid bin (the number of tau_j <= p) comes from
-# q = f32(254 p) as floor(q) + 1, clipped to [0, 255], read off the bits of s = f32(q + 513): with
-# q clipped to [-0.5, 254.5], s lies in [512, 1024), where float32 values are multiples of 2**-14,
-# so bits 14 and up hold floor(q + 1) (plus the constant exponent bits `_KEY_OFFSET`) and the low 14
-# bits the fraction. The bin is exact unless q lies within 2**-15 of an integer: |q - 254 p| <=
-# 2**-17 and |254 tau_j - j| < 7.9e-6 (`f_thresholds`), together below 2**-15, so away from
-# integers tau_j <= p exactly when j <= q. The others (low bits all 0 or all 1: about 1 pixel in
-# 8,000 on real maps, and exact values such as 0, 0.5, 1) get a binary search. The key
-# bin | gt << 8 | (p > threshold) << 9 then feeds one histogram per row.
-_MAGIC = np.float32(513.0)
-_KEY_OFFSET = (int(np.float32(512.0).view(np.uint32)) >> 14) & 0xFFFF
-_FRACTION = np.uint32((1 << 14) - 2)  # (bits + 1) & this == 0: the fraction bits are all 0 or all 1
-_KEYS = 1 << 10  # bins 0..255, gt bit 256, above-threshold bit 512
+@functools.lru_cache(maxsize=4)
+def _grid(dtype: np.dtype) -> np.ndarray:
+    """`f_thresholds` in a maps' dtype (exact: the float32 grid widened)."""
+    out = f_thresholds().astype(dtype)
+    out.setflags(write=False)
+    return out
 
 
-def _keyed_histograms(p: np.ndarray, gt: np.ndarray, threshold: float) -> np.ndarray:
-    """(B, 2, 2, 256) int64 pixel counts by (p > threshold, in mask, F-grid bin) of float32 rows."""
-    b, n = p.shape
-    q = _xp.scratch("masks:q", (b, n), np.float32)
-    with np.errstate(over="ignore"):  # |p| > 1.3e36: inf, clipped like any p > 1
-        np.multiply(p, np.float32(F_STEPS - 1), out=q)
-    np.clip(q, np.float32(-0.5), np.float32(F_STEPS - 0.5), out=q)
-    q += _MAGIC
-    bits = q.view(np.uint32)
-    key = np.right_shift(bits, np.uint32(14), out=_xp.scratch("masks:key", (b, n), np.uint16), casting="unsafe")
-    bits += np.uint32(1)
-    bits &= _FRACTION
-    near = np.flatnonzero(bits == 0)
-    if near.size:
-        key.reshape(-1)[near] = np.searchsorted(f_thresholds(), p.reshape(-1)[near], side="right") + _KEY_OFFSET
-    side = np.greater(p, np.float32(threshold), out=_xp.scratch("masks:on", (b, n), np.bool_)).view(np.uint8)
-    np.add(side, side, out=side)  # side << 1 of 0/1 values: NumPy's uint8 shift loop is many times slower
-    side |= gt.view(np.uint8)
-    key |= np.left_shift(side, 8, out=_xp.scratch("masks:side", (b, n), np.uint16), dtype=np.uint16)
+def _keyed_histograms(p: np.ndarray, gt: np.ndarray, threshold: float, *, what: str = "mask protocol: expected finite maps") -> np.ndarray:
+    """(B, 2, 2, 256) int64 pixel counts by (p > threshold, in mask, F-grid bin) of float32/float64 rows.
+
+    The compiled kernel of `_masks_jit` (Numba, imported on first use); the threshold and the
+    grid are compared in the rows' dtype, as on the array-API path. Non-finite values are refused
+    (the kernel counts them in the same pass), the message naming `what`.
+    """
+    from vsslrt.eval import _masks_jit
+
+    b = p.shape[0]
+    out = np.zeros((b, _masks_jit.KEYS), np.int64)
+    if b:
+        with np.errstate(over="ignore"):  # a threshold beyond the dtype's range: +-inf, as a cast
+            t = p.dtype.type(threshold)
+        bad = _masks_jit.keyed_histograms(np.ascontiguousarray(p), np.ascontiguousarray(gt, dtype=np.bool_),
+                                          t, _grid(p.dtype), out)
+        if bad:
+            raise InputError(f"{what}, got {bad} NaN or inf values.",
+                             hint="check the model output")
+    return out.reshape(b, 2, 2, 256)
+
+
+def _measure_keyed(maps: np.ndarray, gt: np.ndarray, config: MaskConfig, what: str) -> dict[str, np.ndarray]:
+    """`measure`'s per-frame values from the compiled kernels (`_masks_jit`).
+
+    Probability maps smaller than 224x224 with a linear upsampling are upsampled inside the
+    kernel; the others are upsampled (and passed through the sigmoid) first.
+    """
+    from vsslrt.eval import _masks_jit
+
+    b, h, w = maps.shape
+    dtype = np.result_type(maps.dtype, np.float32)
+    out = {"iou": np.empty(b), "fpr": np.empty(b), "f_curve": np.empty((b, F_STEPS)), "g": np.empty(b, np.int64)}
     if not b:
-        return np.zeros((0, 2, 2, 256), np.int64)
-    hist = np.stack([np.bincount(row, minlength=_KEY_OFFSET + _KEYS)[_KEY_OFFSET:] for row in key])
-    return hist.astype(np.int64, copy=False).reshape(b, 2, 2, 256)
+        return out
+    with np.errstate(over="ignore"):  # a threshold beyond the dtype's range: +-inf, as a cast
+        t = dtype.type(config.threshold)
+    gt = np.ascontiguousarray(gt, dtype=np.bool_)
+    tail = (gt, t, _grid(dtype), IOU_EPS, PR_EPS, BETA2, out["iou"], out["fpr"], out["f_curve"], out["g"])
+    if (h, w) != (SIDE, SIDE) and config.resize in INTERPOLATIONS and config.scale == "probability":
+        small = np.ascontiguousarray(maps, dtype=dtype)
+        bad = _masks_jit.keyed_measure_upsampled(small, *linear_taps(h, config.resize), *linear_taps(w, config.resize), *tail)
+    else:
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN from inf: refused below, by count
+            up = resize(maps, config.resize, xp=np, dtype=dtype, out_tag="masks:up")
+        p = _sigmoid(up, np) if config.scale == "logits" else up
+        bad = _masks_jit.keyed_measure(np.ascontiguousarray(p), *tail)
+    if bad:
+        raise InputError(f"{what}, got {bad} NaN or inf values.", hint="check the model output")
+    return out
 
 
-def _measure_keyed(p: np.ndarray, gt: np.ndarray, threshold: float) -> tuple[np.ndarray, ...]:
-    """g, predicted, inter (B,) and the (B, 255) counts of p >= tau_j overall and inside the mask."""
-    hist = _keyed_histograms(p, gt, threshold)
-    per_bin = hist.sum(axis=1)  # (B, gt, bin)
-    g = per_bin[:, 1].sum(axis=1)
-    predicted = hist[:, 1].sum(axis=(1, 2))
-    inter = hist[:, 1, 1].sum(axis=1)
-    every = per_bin.sum(axis=1)
-    # pixels with bin > j are those with p >= tau_j: sum of bins j+1..255
-    above = np.cumsum(every[:, ::-1], axis=1)[:, ::-1][:, 1:]
-    above_in = np.cumsum(per_bin[:, 1, ::-1], axis=1)[:, ::-1][:, 1:]
-    return g, predicted, inter, above, above_in
+def _keyed(config: MaskConfig, xp: Any, dtype: Any) -> tuple[bool, bool]:
+    """(the compiled histogram measures this chunk, it also checks the raw maps' finiteness).
+
+    On probability maps the kernel reads the maps (or their upsampling, non-finite exactly when
+    a source value is), so its own count of non-finite values is the input check; a sigmoid
+    would hide an infinite logit, so logit maps are checked before.
+    """
+    keyed = _xp.fast(xp) and xp.result_type(dtype, xp.float32) in (np.float32, np.float64)
+    return keyed, keyed and config.scale == "probability"
 
 
-def measure(maps: Any, gt: Any, config: MaskConfig, *, xp: Any) -> dict[str, Any]:
-    """Per-frame `iou` (B,), `fpr` (B,) and `f_curve` (B, 255) of one condition's chunk.
+def measure(maps: Any, gt: Any, config: MaskConfig, *, xp: Any, what: str = "mask protocol: expected finite maps") -> dict[str, Any]:
+    """Per-frame `iou` (B,), `fpr` (B,), `f_curve` (B, 255) and mask size `g` (B,) of one condition's chunk.
+
+    On NumPy (float32 or float64 maps) the compiled kernel measures the chunk in one call; the
+    array-API path below (CuPy, and the kernel's reference in the tests) computes the same values.
 
     Args:
         maps: (B, h, w) raw maps.
         gt: (B, 50176) bool masks.
+        what: the start of the error for non-finite values found by the compiled histogram.
     """
     dtype = xp.result_type(maps.dtype, xp.float32)
-    keyed = _xp.fast(xp) and dtype == np.float32
-    up = resize(maps, config.resize, xp=xp, dtype=dtype, out_tag="masks:up" if keyed else None)
+    if _keyed(config, xp, dtype)[0]:
+        return _measure_keyed(maps, gt, config, what)
+    up = resize(maps, config.resize, xp=xp, dtype=dtype)
     p = _sigmoid(up, xp) if config.scale == "logits" else up
-    if keyed:
-        g, predicted, inter, selected, tp = _measure_keyed(np.ascontiguousarray(p), np.ascontiguousarray(gt), config.threshold)
-    else:
-        on = p > xp.asarray(config.threshold, dtype=dtype)
-        g = xp.astype(xp.count_nonzero(gt, axis=1), xp.int64)
-        predicted = xp.astype(xp.count_nonzero(on, axis=1), xp.int64)
-        inter = xp.astype(xp.count_nonzero(xp.logical_and(on, gt), axis=1), xp.int64)
-        tau = xp.asarray(f_thresholds(), device=_xp.device_of(p))
-        if dtype != xp.float32:
-            tau = xp.astype(tau, dtype)
-        selected, tp = _histogram_counts(p, gt, tau, xp)
+    on = p > xp.asarray(config.threshold, dtype=dtype)
+    g = xp.astype(xp.count_nonzero(gt, axis=1), xp.int64)
+    predicted = xp.astype(xp.count_nonzero(on, axis=1), xp.int64)
+    inter = xp.astype(xp.count_nonzero(xp.logical_and(on, gt), axis=1), xp.int64)
+    tau = xp.asarray(f_thresholds(), device=_xp.device_of(p))
+    if dtype != xp.float32:
+        tau = xp.astype(tau, dtype)
+    selected, tp = _histogram_counts(p, gt, tau, xp)
     union = g + predicted - inter
     empty = g == 0
     # Empty mask: the true-negative fraction, (#B = 0) / (H W + eps), as the official mask_iou.
@@ -270,7 +291,7 @@ def measure(maps: Any, gt: Any, config: MaskConfig, *, xp: Any) -> dict[str, Any
     zero = den_f == 0
     f = xp.where(zero, xp.zeros_like(den_f), (1 + BETA2) * precision * recall / xp.where(zero, xp.ones_like(den_f), den_f))
     f = xp.where(xp.reshape(empty, (-1, 1)), xp.zeros_like(f), f)  # no curve for an empty mask (never averaged)
-    return {"iou": iou, "fpr": fpr, "f_curve": f}
+    return {"iou": iou, "fpr": fpr, "f_curve": f, "g": g}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -411,7 +432,7 @@ class MaskEvaluator:
             if m.ndim != 3 or int(m.shape[0]) != n or not xp.isdtype(m.dtype, "real floating"):
                 raise InputError(f"{source}: expected maps[{c!r}] to be real floating ({n}, h, w), "
                                  f"got {m.dtype} {tuple(m.shape)}.")
-            if not bool(xp.all(xp.isfinite(m))):
+            if not _keyed(self.config, xp, m.dtype)[1] and not bool(xp.all(xp.isfinite(m))):
                 raise InputError(f"{source}: expected finite maps[{c!r}], got NaN or inf.", hint="check the model output")
         masks = xp.reshape(gt if xp.isdtype(gt.dtype, "bool") else gt != 0, (n, N_PIXELS))
         ids = self._store.next_ids(n, sample_ids, source)
@@ -425,8 +446,11 @@ class MaskEvaluator:
         chunk = self.chunk_size or (DEFAULT_CHUNK if _xp.is_numpy(xp) else max(n, 1))
 
         def one(start: int) -> dict[str, Any]:
-            part = [measure(maps[c][start:start + chunk], masks[start:start + chunk], self.config, xp=xp) for c in conds]
-            return {key: xp.stack([p[key] for p in part], axis=1) for key in ("iou", "fpr", "f_curve")}
+            part = [measure(maps[c][start:start + chunk], masks[start:start + chunk], self.config, xp=xp,
+                            what=f"{source}: expected finite maps[{c!r}]") for c in conds]
+            out = {key: xp.stack([p[key] for p in part], axis=1) for key in ("iou", "fpr", "f_curve")}
+            out["gt_empty"] = part[0]["g"] == 0  # one mask for every condition
+            return out
 
         starts = list(range(0, n, chunk))
         if _xp.is_numpy(xp) and len(starts) > 1:  # NumPy releases the GIL: chunks on the evaluator's threads
@@ -434,9 +458,9 @@ class MaskEvaluator:
             parts = list(_pool(min(MAX_DEFAULT_WORKERS, _available_cpus())).map(one, starts))
         else:
             parts = [one(s) for s in starts]
-        arrays = {key: xp.concat([p[key] for p in parts], axis=0) for key in ("iou", "fpr", "f_curve")} if n else {
-            "iou": xp.zeros((0, len(conds))), "fpr": xp.zeros((0, len(conds))), "f_curve": xp.zeros((0, len(conds), F_STEPS))}
-        arrays["gt_empty"] = xp.count_nonzero(masks, axis=1) == 0
+        arrays = {key: xp.concat([p[key] for p in parts], axis=0) for key in ("iou", "fpr", "f_curve", "gt_empty")} if n else {
+            "iou": xp.zeros((0, len(conds))), "fpr": xp.zeros((0, len(conds))), "f_curve": xp.zeros((0, len(conds), F_STEPS)),
+            "gt_empty": xp.zeros((0,), dtype=xp.bool)}
         arrays["video"] = frames_video
         self._store.append(arrays, ids, source)
         return self

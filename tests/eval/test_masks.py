@@ -183,10 +183,14 @@ def test_bad_inputs_are_one_line_errors():
         ev.update(np.zeros((1, 7, 7), np.float32), np.zeros((1, 100, 100), bool))
     with pytest.raises(InputError, match="conditions"):
         ev.update({"silence": np.zeros((1, 7, 7), np.float32)}, np.zeros((1, 224, 224), bool))
-    bad = np.zeros((1, 7, 7), np.float32)
-    bad[0, 0, 0] = np.nan
-    with pytest.raises(InputError, match="finite"):
-        ev.update(bad, np.zeros((1, 224, 224), bool))
+    for size, value in ((7, np.nan), (7, np.inf), (224, -np.inf), (224, np.nan)):
+        bad = np.zeros((1, size, size), np.float32)
+        bad[0, 0, 0] = value
+        with pytest.raises(InputError, match=r"finite maps\['pos'\]"):
+            ev.update(bad, np.zeros((1, 224, 224), bool))
+        with pytest.raises(InputError, match=r"finite maps\['pos'\]"):  # a sigmoid would hide an infinite logit
+            MaskEvaluator("fixed", conditions=("pos",), scale="logits").update(bad, np.zeros((1, 224, 224), bool))
+    assert len(ev) == 0  # nothing kept from a refused batch
     with pytest.raises(InputError, match="batch_videos"):
         MaskEvaluator("paper", batch_videos=0)
     with pytest.raises(InputError, match="mode"):
