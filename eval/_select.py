@@ -249,13 +249,14 @@ def _cut_point(t, lo, hi, safe, flat, strict) -> np.ndarray:
 
 
 def top_mean_and_median(up: Any, *, xp: Any, need_top: bool, need_median: bool,
-                        nonnegative: bool = False) -> tuple[Any, Any]:
+                        nonnegative: bool = False, lo: Any = None, hi: Any = None) -> tuple[Any, Any]:
     """(mean of the top N // 4 values in float64, value at ascending index N // 2), None unless asked.
 
-    `nonnegative`: every value is >= 0, so the selection can skip its key transform.
+    `nonnegative`: every value is >= 0, so the generic selection can skip its key transform.
+    lo, hi: the rows' minima and maxima where the caller has them (the NumPy fast path reads them).
     The top-quarter mean is computed from the order statistic v at index N - N // 4: the values
     above v plus as many copies of v as complete the quarter (the same multiset as the top block).
-    On the NumPy fast path the selection hands back that block itself (`_top_mean_fast`).
+    On the NumPy fast path one compiled selection gives both (`_top_mean_fast`).
     """
     k_top = N_PIXELS // 4
     k_med = N_PIXELS // 2
@@ -263,7 +264,7 @@ def top_mean_and_median(up: Any, *, xp: Any, need_top: bool, need_median: bool,
     if not (need_top or need_median):
         return None, None
     if _xp.fast(xp) and up.dtype in (np.float32, np.float64) and b:
-        return _top_mean_fast(up, need_top, need_median, nonnegative)
+        return _top_mean_fast(up, need_top, need_median, lo, hi)
     at_top = xp.full((b,), N_PIXELS - k_top, dtype=xp.int64, device=_xp.device_of(up))
     t_med, v = _xp.order_statistics(up, k_med, at_top, xp=xp, nonnegative=nonnegative)
     mean = None
@@ -288,38 +289,52 @@ def _top_mean_from_cut(up: Any, v: Any, *, xp: Any) -> Any:
     return (total + (k_top - n_above) * xp.astype(v, xp.float64)) / k_top
 
 
-# float32 values in [v, hi] with v > 0 are multiples of 2**(e(v) - 23) (e = floor(log2)), and a sum
-# of at most 2**14 of them stays below 2**(e(hi) + 15): with e(hi) - e(v) <= 15 every partial sum
-# has at most 53 significant bits, so a float64 sum of the block is exact in any order.
-_EXACT_SPREAD = 15
+def select_fast(up: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None, positions: np.ndarray,
+                n_top: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NumPy float32/float64 rows: values at sorted positions, and the top-n_top sum (`_select_jit.select_rows`).
+
+    Args:
+        up: (B, N) rows without NaN; lo, hi: (B, 1) or (B,) their minima and maxima (None: computed).
+        positions: (B, J) int64 ascending positions, J <= 2 (3 without a top block).
+        n_top: 0, or the top block's length (1 <= n_top < N).
+
+    Returns:
+        (B, J [+ 1]) values (with a top block, the last column is the value at N - n_top), the
+        (B,) float64 top sums and (B,) whether each sum is exact (module `_select_jit`).
+    """
+    from vsslrt.eval import _select_jit
+
+    rows = np.ascontiguousarray(up)
+    b = rows.shape[0]
+    lows = (rows.min(axis=1) if lo is None else np.asarray(lo, dtype=rows.dtype).reshape(b))
+    highs = (rows.max(axis=1) if hi is None else np.asarray(hi, dtype=rows.dtype).reshape(b))
+    positions = np.ascontiguousarray(positions, dtype=np.int64)
+    values = np.empty((b, positions.shape[1] + (1 if n_top else 0)), dtype=rows.dtype)
+    sums = np.zeros(b, np.float64)
+    exact = np.zeros(b, np.bool_)
+    if b:
+        probe = np.empty(0, np.uint32 if rows.dtype == np.float32 else np.uint64)
+        _select_jit.select_rows(rows, lows, highs, positions, int(n_top), probe, values, sums, exact)
+    return values, sums, exact
 
 
-def _top_mean_fast(up: np.ndarray, need_top: bool, need_median: bool, nonnegative: bool):
-    """NumPy: the median and the top-quarter mean from one selection (`_xp.median_and_top_block`).
+def _top_mean_fast(up: np.ndarray, need_top: bool, need_median: bool, lo: Any, hi: Any):
+    """NumPy: the median and the top-quarter mean from one compiled selection (`select_fast`).
 
-    The selection leaves the N // 4 largest values in one block. Where its float64 sum is exact
-    (float32 rows whose top quarter spans at most 2**15 in magnitude, `_EXACT_SPREAD`: any (cos +
-    1) / 2 or probability map) the mean is that sum over N // 4, bit for bit what the cut-point
-    formula gives (whose sum is exact too, then), without the three full-row passes (compare,
-    mask, masked sum) of `_top_mean_from_cut`. The other rows take that formula.
+    Where the selection's float64 sum of the top block is exact (float32 rows whose top quarter
+    spans at most 2**15 in magnitude: any (cos + 1) / 2 or probability map) the mean is that sum
+    over N // 4, bit for bit what the cut-point formula gives (whose sum is exact too, then). The
+    other rows take that formula.
     """
     k_top = N_PIXELS // 4
-    t_med, v, block = _xp.median_and_top_block(up, N_PIXELS // 2 if need_median else None, k_top,
-                                               nonnegative=nonnegative)
+    b = up.shape[0]
+    positions = np.full((b, 1 if need_median else 0), N_PIXELS // 2, dtype=np.int64)
+    values, sums, exact = select_fast(up, lo, hi, positions, k_top if need_top else 0)
+    t_med = values[:, 0] if need_median else None
     if not need_top:
         return t_med, None
-    mean = np.empty(v.shape, dtype=np.float64)
-    exact = np.zeros(v.shape, dtype=bool)
-    if up.dtype == np.float32:
-        low = v.astype(np.float64)
-        # v > 0: the block's keys are its float bits (`median_and_top_block`), read as values
-        values = block.view(np.float32)
-        with np.errstate(all="ignore"):
-            positive = low > 0
-            hi = np.where(positive, values.max(axis=1), np.float32(0)).astype(np.float64)
-            exact = positive & np.isfinite(hi) & (np.frexp(hi)[1] - np.frexp(low)[1] <= _EXACT_SPREAD)
-    if exact.any():
-        mean[exact] = block[exact].view(np.float32).sum(axis=1, dtype=np.float64) / k_top
+    v = values[:, -1]
+    mean = sums / k_top
     if not exact.all():
         rows = np.flatnonzero(~exact)
         mean[rows] = _top_mean_from_cut(np.ascontiguousarray(up[rows]), v[rows], xp=np)

@@ -139,9 +139,8 @@ def measure(maps: Any, marked: Any, full: Any, config: ExtendedConfig, *, xp: An
     lo, hi = range_of(up, xp=xp, source=source)
     out: dict[str, Any] = {}
     need_median = any(kind == "relative" for kind, _ in config.columns)
-    nonnegative = _xp.fast(xp) and bool(xp.all(lo >= 0))  # (cos + 1) / 2 maps: cheaper selection keys
     t_med, top = top_mean_and_median(up, xp=xp, need_top=config.confidence == "top25", need_median=need_median,
-                                     nonnegative=nonnegative)
+                                     lo=lo, hi=hi)
     if top is not None:
         out["confidence"] = top
     gt = PackedGT(marked, full, xp=xp)  # packed and counted once for every column and the area

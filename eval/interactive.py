@@ -26,7 +26,8 @@ from vsslrt.errors import InputError
 from vsslrt.eval import _stats, _xp
 from vsslrt.eval._persample import PerSampleStore, config_json_of
 from vsslrt.eval._resize import RESIZES
-from vsslrt.eval._select import PackedGT, ciou, gt_masks, normalised_mask, range_of, resize_into, run_chunks
+from vsslrt.eval._select import (PackedGT, ciou, gt_masks, normalised_mask, range_of, resize_into, run_chunks,
+                                select_fast)
 
 N_PIXELS = 224 * 224
 MODES = ("paper", "fixed")
@@ -47,11 +48,12 @@ def measure(maps: Any, marked: Any, full: Any, resize_with: str, *, xp: Any,
     k_med = N_PIXELS // 2
     g_eff = xp.where(g == 0, xp.full_like(g, k_med), g)
     # Min-max is monotone: the order statistics of the normalised map are the normalised ones.
-    nonnegative = _xp.fast(xp) and bool(xp.all(lo >= 0))  # cheaper selection keys
-    if _xp.fast(xp) and up.dtype in (np.float32, np.float64):  # the adaptive positions spread with the GT size
-        t_med, t_adap = _xp.order_statistics_per_row(up, k_med, N_PIXELS - g_eff, nonnegative=nonnegative)
+    if _xp.fast(xp) and up.dtype in (np.float32, np.float64):  # one compiled selection of both positions
+        positions = np.stack([np.full_like(g_eff, k_med), N_PIXELS - g_eff], axis=1)
+        values, _, _ = select_fast(up, lo, hi, positions)
+        t_med, t_adap = values[:, 0], values[:, 1]
     else:
-        t_med, t_adap = _xp.order_statistics(up, k_med, N_PIXELS - g_eff, xp=xp, nonnegative=nonnegative)
+        t_med, t_adap = _xp.order_statistics(up, k_med, N_PIXELS - g_eff, xp=xp)
     cols = [ciou(normalised_mask(up, t, lo, hi, strict=True, xp=xp), marked, full, 0.0, xp=xp, packed=gt)
             for t in (t_med, t_adap)]
     return xp.stack(cols, axis=1)

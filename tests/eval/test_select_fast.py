@@ -1,7 +1,7 @@
 """The protocol evaluators' NumPy shortcuts against the plain computations they replace, bit for bit.
 
-Each shortcut (one selection for the median and the top-quarter block, per-row selection of the
-adaptive positions, selection on raw float bits, the bracketed cut-point search, the packed GT)
+Each shortcut (the compiled radix selection of the median, the adaptive positions and the
+top-quarter block, the bracketed cut-point search, the packed GT)
 must give exactly the values of the generic path (`_xp.use_fast_paths(False)`: sorting, full
 normalisation) on rows that exercise every branch: negative values, -0.0, ties, tiny and wide
 magnitudes, constant rows.
@@ -52,9 +52,7 @@ def test_top_mean_and_median_equal_the_cut_point_formula(kind, need):
     the formula itself runs), the median the sorted row's."""
     up = _rows(kind, np.random.default_rng(1))
     need_top, need_median = need
-    nonnegative = bool(np.all(up.min(axis=1) >= 0))
-    t_med, mean = _select.top_mean_and_median(up, xp=np, need_top=need_top, need_median=need_median,
-                                              nonnegative=nonnegative)
+    t_med, mean = _select.top_mean_and_median(up, xp=np, need_top=need_top, need_median=need_median)
     ordered = np.sort(up, axis=1)
     if need_median:
         np.testing.assert_array_equal(t_med, ordered[:, N // 2])
@@ -70,33 +68,52 @@ def test_top_mean_and_median_equal_the_cut_point_formula(kind, need):
         assert mean is None
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_per_row_selection_equals_sorting(kind):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", KINDS + ["extreme", "subnormal"])
+def test_compiled_selection_equals_sorting(kind, dtype):
+    """`select_fast` (radix selection): the values a sort puts at each position, the top sums exact where flagged."""
+    import math
+
     rng = np.random.default_rng(2)
-    up = _rows(kind, rng)
-    k_rows = np.array([N // 2, N - 1, 0, N // 2 + 1, N // 2 - 1, int(rng.integers(0, N))])
-    ordered = np.sort(up, axis=1)
-    for nonnegative in ([False, True] if np.all(up.min(axis=1) >= 0) else [False]):
-        at_common, at_rows = _xp.order_statistics_per_row(up, N // 2, k_rows, nonnegative=nonnegative)
-        np.testing.assert_array_equal(at_common, ordered[:, N // 2])
-        np.testing.assert_array_equal(at_rows, ordered[np.arange(up.shape[0]), k_rows])
-        assert at_common.dtype == up.dtype and at_rows.dtype == up.dtype
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("k_common", [N // 2, None])
-def test_median_and_top_block_equal_sorting(kind, k_common):
-    up = _rows(kind, np.random.default_rng(3))
-    n_top = N // 4
-    at_common, at_start, block = _xp.median_and_top_block(up, k_common, n_top)
-    ordered = np.sort(up, axis=1)
-    if k_common is None:
-        assert at_common is None
+    if kind == "extreme":  # a span beyond float32 (or float64): one bucket, narrowed by keys
+        info = np.finfo(dtype)
+        up = rng.choice(np.array([info.min, -1.0, -0.0, 0.0, 1.0, info.max], dtype=dtype), (6, N))
+    elif kind == "subnormal":  # a span too small to scale by
+        tiny = np.finfo(dtype).smallest_subnormal
+        up = (rng.integers(0, 4, (6, N)) * tiny).astype(dtype)
     else:
-        np.testing.assert_array_equal(at_common, ordered[:, k_common])
-    np.testing.assert_array_equal(at_start, ordered[:, N - n_top])
-    for r in np.flatnonzero(at_start > 0):  # documented: positive blocks are the float bits
-        np.testing.assert_array_equal(np.sort(block[r].view(up.dtype)), ordered[r, N - n_top:])
+        up = _rows(kind, rng).astype(dtype)
+    b = up.shape[0]
+    ordered = np.sort(up, axis=1)
+    positions = np.stack([np.full(b, N // 2), np.array([N - 1, 0, N // 2 + 1, N // 2 - 1, 17, int(rng.integers(0, N))])],
+                         axis=1)
+    for n_top in (0, N // 4, 1, N - 1):
+        values, sums, exact = _select.select_fast(up, None, None, positions, n_top)
+        np.testing.assert_array_equal(values[:, :2], np.take_along_axis(ordered, positions, axis=1))
+        assert values.dtype == up.dtype
+        if not n_top:
+            assert values.shape == (b, 2) and not exact.any()
+            continue
+        np.testing.assert_array_equal(values[:, 2], ordered[:, N - n_top])
+        def exact_sum(block: np.ndarray) -> float:
+            try:
+                return math.fsum(block.astype(np.float64))
+            except OverflowError:  # float64 extremes: no finite sum to compare with
+                return math.inf
+
+        truth = np.array([exact_sum(row[N - n_top:]) for row in ordered])
+        np.testing.assert_array_equal(sums[exact], truth[exact])  # exact where it says so
+        finite = np.isfinite(truth)
+        np.testing.assert_allclose(sums[finite], truth[finite], rtol=1e-9)
+        if dtype == np.float64:
+            assert not exact.any()
+
+
+def test_compiled_selection_reads_the_callers_range():
+    up = np.random.default_rng(5).random((3, N), dtype=np.float32)
+    lo, hi = up.min(axis=1, keepdims=True), up.max(axis=1, keepdims=True)
+    positions = np.full((3, 1), 1000)
+    np.testing.assert_array_equal(_select.select_fast(up, lo, hi, positions)[0], _select.select_fast(up, None, None, positions)[0])
 
 
 @pytest.mark.parametrize("kind", KINDS)
