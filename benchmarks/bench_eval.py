@@ -15,6 +15,7 @@ import math
 import os
 import time
 
+import numpy as np
 import pytest
 
 from vsslrt.eval import evaluate
@@ -243,3 +244,38 @@ def test_mask_evaluator_cost(benchmark, eval_maps, eval_thresholds, size):
                                  "masks_cpu_seconds": cpu["masks"], "masks_over_main_cpu": cpu_ratio})
     print(f"\n{n} samples of {size}x{size} maps: negative-audio evaluator {best['main']:.3f} s; "
           f"mask evaluator {best['masks']:.3f} s (ratio {ratio:.3f}, CPU {cpu_ratio:.3f})")
+
+
+@pytest.mark.parametrize("size", [224, 7])
+def test_multisource_evaluator_cost(benchmark, eval_maps, eval_thresholds, size):
+    """The multi-source (duet) evaluator against `evaluate`, per four maps.
+
+    Mixtures are built from the benchmark's samples, two panels each (samples 2i and 2i + 1, their
+    boxes as the panels' GT), queried twice (the positive maps, then the silence maps): four maps a
+    mixture, as four conditions are four maps a sample. The ratio is the duet evaluator's time per
+    mixture over the negative-audio evaluator's per sample (fixed modes, interleaved rounds).
+    """
+    from vsslrt.eval.multisource import MultiSourceEvaluator
+
+    n = eval_maps["pos"].shape[0] // 2 * 2
+    cut = (slice(None),) if size == 224 else (slice(None), slice(0, 7), slice(0, 7))
+    args = tuple(eval_maps[f][:n] if f == "gt" else eval_maps[f][:n][cut].copy() for f in FIELDS)
+    pos, silence = args[0], args[1]
+    h, w = pos.shape[1:]
+    mixtures = np.stack([pos.reshape(n // 2, 2, h, w), silence.reshape(n // 2, 2, h, w)], axis=1)  # (M, Q, P, h, w)
+    panels_gt = eval_maps["gt"][:n].reshape(n // 2, 2, 224, 224)
+
+    def main():
+        evaluate(*args, group=eval_maps["group"][:n], protocol="fixed", thresholds=eval_thresholds)
+
+    def duets():
+        MultiSourceEvaluator("fixed").update(mixtures, panels_gt).compute()
+
+    best, cpu = best_times({"main": main, "duets": duets})
+    benchmark.pedantic(duets, rounds=1, iterations=1, warmup_rounds=0)
+    per_mixture, per_sample = best["duets"] / (n // 2), best["main"] / n
+    ratio = per_mixture / per_sample
+    benchmark.extra_info.update({"samples": n, "mixtures": n // 2, "main_seconds": best["main"], "duets_seconds": best["duets"],
+                                 "mixture_over_sample": ratio, "mixture_over_sample_cpu": (cpu["duets"] / (n // 2)) / (cpu["main"] / n)})
+    print(f"\n{n} samples / {n // 2} mixtures of {size}x{size} maps: negative-audio evaluator {per_sample * 1e3:.3f} ms a sample; "
+          f"duet evaluator {per_mixture * 1e3:.3f} ms a mixture (ratio {ratio:.2f})")

@@ -38,6 +38,7 @@ from vsslrt.errors import InputError
 from vsslrt.eval import _stats, _xp
 from vsslrt.eval._persample import PerSampleStore, config_json_of
 from vsslrt.eval._resize import RESIZES, resize
+from vsslrt.eval._select import select_fast
 
 MODES = ("paper", "fixed")
 SIDE = 224
@@ -47,15 +48,33 @@ IOU_SMOOTH = 1e-4
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     """Step-wise average precision (scikit-learn's definition): sum over the distinct scores, in
-    descending order, of (R_k - R_(k-1)) P_k, with R_0 = 0. NaN when there is no positive label."""
+    descending order, of (R_k - R_(k-1)) P_k, with R_0 = 0. NaN when there is no positive label.
+
+    Scores may be bool (a binarised map: two groups, counted directly) or real (sorted: on NumPy
+    by the compiled radix sort of `_rank_jit`); the sum is formed alike from each group's last
+    position and positive count, so every path gives the same float."""
     labels = labels.reshape(-1).astype(bool)
     positives = int(np.count_nonzero(labels))
     if positives == 0:
         return math.nan
-    order = np.argsort(-scores.reshape(-1), kind="stable")
-    s, y = scores.reshape(-1)[order], labels[order]
-    last = np.r_[np.nonzero(np.diff(s))[0], s.shape[0] - 1]  # the last index of each distinct score
-    tp = np.cumsum(y)[last]
+    flat = scores.reshape(-1)
+    if flat.dtype == np.bool_:  # binary scores: the group of 1s (if any) then the group of 0s (if any)
+        on = int(np.count_nonzero(flat))
+        hit = int(np.count_nonzero(flat & labels))
+        groups = [(on - 1, hit)] if on else []
+        if on < flat.shape[0]:
+            groups.append((flat.shape[0] - 1, positives))
+        last, tp = (np.array(column, dtype=np.int64) for column in zip(*groups))
+    elif _xp.fast_paths_enabled() and flat.dtype in (np.float32, np.float64):  # a compiled radix sort
+        from vsslrt.eval import _rank_jit
+
+        probe = np.empty(0, np.uint32 if flat.dtype == np.float32 else np.uint64)
+        last, tp = _rank_jit.group_ends(np.ascontiguousarray(flat), np.ascontiguousarray(labels), probe)
+    else:
+        order = np.argsort(-flat, kind="stable")
+        s, y = flat[order], labels[order]
+        last = np.r_[np.nonzero(np.diff(s))[0], s.shape[0] - 1]  # the last index of each distinct score
+        tp = np.cumsum(y)[last]
     precision = tp / (last + 1)
     recall = tp / positives
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
@@ -73,7 +92,11 @@ def _ciou(b: np.ndarray, g: np.ndarray) -> float:
 
 def _median_binary(panel: np.ndarray, paper: bool) -> np.ndarray:
     v = _minmax(panel)
-    thr = np.sort(v.reshape(-1))[v.size // 2]
+    flat = np.ascontiguousarray(v.reshape(1, -1))
+    if _xp.fast_paths_enabled() and flat.dtype in (np.float32, np.float64):  # compiled selection
+        thr = select_fast(flat, None, None, np.full((1, 1), v.size // 2, dtype=np.int64))[0][0, 0]
+    else:
+        thr = np.sort(flat[0])[v.size // 2]
     on = v > thr
     if paper:  # NoPrior sets > thr to 1 and then < 1 to 0: a pixel already equal to 1 stays on
         on |= v == 1
@@ -109,12 +132,12 @@ def measure_mixture(up: np.ndarray, gt: np.ndarray, config: Mapping[str, Any]) -
         cious = np.where(np.isnan(cious), 0.0, cious)  # an emptied panel with an empty prediction
         best = int(np.argmax(cious))  # the first maximum
         match_ciou[m] = cious[best]
-        ap = average_precision(remaining[best], binary[best].astype(np.float64))
+        ap = average_precision(remaining[best], binary[best])
         cap[m] = 0.0 if math.isnan(ap) else ap  # an emptied panel has no positive: AP 0
         remaining[best] = False
     total = up.sum(axis=0)  # (P, 224, 224): the sum of every query's map
     summed = np.stack([_median_binary(total[p], paper) for p in range(p_count)])
-    piap = average_precision(gt, summed.astype(np.float64))
+    piap = average_precision(gt, summed)
     return {"duet_ciou": duet_ciou, "duet_iou": duet_iou, "duet_ap": duet_ap, "match_ciou": match_ciou,
             "cap": cap, "piap": np.array(piap)}
 
