@@ -309,6 +309,12 @@ def select_fast(up: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None, po
     lows = (rows.min(axis=1) if lo is None else np.asarray(lo, dtype=rows.dtype).reshape(b))
     highs = (rows.max(axis=1) if hi is None else np.asarray(hi, dtype=rows.dtype).reshape(b))
     positions = np.ascontiguousarray(positions, dtype=np.int64)
+    n = rows.shape[1] if rows.ndim == 2 else 0
+    # The kernel trusts its arguments (no bounds checks in compiled code): refuse what it cannot take.
+    if (rows.ndim != 2 or positions.shape[0] != b or positions.shape[1] + (1 if n_top else 0) > 3
+            or (positions.size and (positions.min() < 0 or positions.max() >= n)) or not 0 <= n_top < max(n, 1)):
+        raise ValueError(f"select_fast: expected (B, N) rows, (B, J) positions in [0, N) with J + (top block) <= 3 "
+                         f"and 0 <= n_top < N, got rows {rows.shape}, positions {positions.shape}, n_top {n_top}")
     values = np.empty((b, positions.shape[1] + (1 if n_top else 0)), dtype=rows.dtype)
     sums = np.zeros(b, np.float64)
     exact = np.zeros(b, np.bool_)

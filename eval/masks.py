@@ -200,6 +200,8 @@ def _keyed_histograms(p: np.ndarray, gt: np.ndarray, threshold: float, *, what: 
 
     b = p.shape[0]
     out = np.zeros((b, _masks_jit.KEYS), np.int64)
+    if p.ndim != 2 or gt.shape != p.shape:  # the kernel trusts its shapes
+        raise ValueError(f"mask protocol: expected rows and gt of one (B, N) shape, got {p.shape} and {gt.shape}")
     if b:
         with np.errstate(over="ignore"):  # a threshold beyond the dtype's range: +-inf, as a cast
             t = p.dtype.type(threshold)
@@ -227,6 +229,8 @@ def _measure_keyed(maps: np.ndarray, gt: np.ndarray, config: MaskConfig, what: s
     with np.errstate(over="ignore"):  # a threshold beyond the dtype's range: +-inf, as a cast
         t = dtype.type(config.threshold)
     gt = np.ascontiguousarray(gt, dtype=np.bool_)
+    if gt.shape != (b, N_PIXELS):  # the kernels trust their shapes (no bounds checks in compiled code)
+        raise ValueError(f"mask protocol: expected gt of shape ({b}, {N_PIXELS}), got {gt.shape}")
     tail = (gt, t, _grid(dtype), IOU_EPS, PR_EPS, BETA2, out["iou"], out["fpr"], out["f_curve"], out["g"])
     if (h, w) != (SIDE, SIDE) and config.resize in INTERPOLATIONS and config.scale == "probability":
         small = np.ascontiguousarray(maps, dtype=dtype)

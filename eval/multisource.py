@@ -58,6 +58,8 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     if positives == 0:
         return math.nan
     flat = scores.reshape(-1)
+    if flat.shape != labels.shape:
+        raise ValueError(f"average_precision: expected one score per label, got {flat.shape} and {labels.shape}")
     if flat.dtype == np.bool_:  # binary scores: the group of 1s (if any) then the group of 0s (if any)
         on = int(np.count_nonzero(flat))
         hit = int(np.count_nonzero(flat & labels))

@@ -153,3 +153,11 @@ def test_resize_into_equals_resize(how):
     maps = np.random.default_rng(6).random((3, 7, 9), dtype=np.float32)
     got = _select.resize_into(maps, how, xp=np, dtype=np.float32, tag="test:up").copy()
     np.testing.assert_array_equal(got, resize(maps, how, xp=np, dtype=np.float32))
+
+
+@pytest.mark.parametrize("positions, n_top", [(np.full((2, 1), N), 0), (np.full((2, 1), -1), 0),
+                                               (np.zeros((2, 3), np.int64), 1), (np.zeros((3, 1), np.int64), 0),
+                                               (np.zeros((2, 1), np.int64), N)])
+def test_compiled_selection_refuses_what_it_cannot_take(positions, n_top):
+    with pytest.raises(ValueError, match="select_fast"):
+        _select.select_fast(np.zeros((2, N), np.float32), None, None, positions, n_top)
