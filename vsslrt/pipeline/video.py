@@ -182,6 +182,55 @@ def localize_video(
     return report
 
 
+class AudioFeed:
+    """A file's audio chunks pushed into a session only as far as its frames need (a window ahead),
+    so that a long file's audio is never read far ahead of its frames.
+
+    `localize_video` and the service's `POST /v1/video` drive a session with it, frame by frame
+    (`push_source_frame`) and at the end (`finish_source`), so both give the same windows.
+
+    Args:
+        session: The `StreamSession`.
+        first_chunk: The track's first `AudioChunk` (already read, to learn the rate and channels).
+        chunks: The rest of the track (`vsslrt.data.video.iter_audio`).
+        on_chunk: Called with each chunk pushed (the video output encodes them).
+    """
+
+    def __init__(self, session: Any, first_chunk: Any, chunks: Any, on_chunk: Callable[[Any], None] | None = None
+                 ) -> None:
+        self.session = session
+        self._next = first_chunk
+        self._chunks = chunks
+        self._on_chunk = on_chunk
+        self.done = False
+
+    def until(self, until: float) -> None:
+        """Push chunks until the session's audio reaches `until` seconds (or the track ends)."""
+        while not self.done and self.session.audio_end < until:
+            chunk = self._next if self._next is not None else next(self._chunks, None)
+            self._next = None
+            if chunk is None:
+                self.done = True
+                break
+            self.session.push_audio(chunk.samples, chunk.sample_rate, time=chunk.time)
+            if self._on_chunk is not None:
+                self._on_chunk(chunk)
+
+
+def push_source_frame(session: Any, feed: AudioFeed, frame: Any) -> bool:
+    """Offer a decoded frame to the session and push the audio its window needs; returns whether it
+    was sampled (only a sampled frame is converted to RGB)."""
+    sampled = session.push_frame(frame.rgb, frame.time, frame_index=frame.index)
+    feed.until(session.audio_needed_until(frame.time))
+    return sampled
+
+
+def finish_source(session: Any, feed: AudioFeed, end: float | None) -> list[Any]:
+    """End of the file: push the audio up to `end` seconds (None: no more), then `session.finish()`."""
+    feed.until(session.audio_needed_until(end) if end is not None else -math.inf)
+    return session.finish()
+
+
 class _Run:
     """One pass over a file: decode, push into the session, draw, encode, log."""
 
@@ -198,7 +247,6 @@ class _Run:
         self.video_start = 0.0
         self.video_end = 0.0
         self._audio_written = 0  # native-rate samples written to the output, from video_start
-        self._audio_done = False
         self._held: deque[tuple[Any, int]] = deque()  # (frame, sampled index it shows)
         self._results: dict[int, Any] = {}
         self._shown: Any = None  # the result drawn last
@@ -220,8 +268,7 @@ class _Run:
                                  tune=self.tune, container_format=container_for(video_path))
             self._writer = writer
             self._encoder = _EncoderThread()
-            self._pending_chunk = first_chunk
-            self._chunks = chunks
+            self._audio = AudioFeed(self.session, first_chunk, chunks, self._outbox.append)
             try:
                 with open(tmp_timeline, "w", encoding="utf-8") as log:
                     self._log = log
@@ -249,12 +296,10 @@ class _Run:
         if self.frames_out == 0 and not self._held:
             self.video_start = frame.time
         self.video_end = frame.time
-        sampled = session.push_frame(frame.rgb, frame.time, frame_index=frame.index)  # converted if sampled
-        if sampled:
+        if push_source_frame(session, self._audio, frame):  # converted to RGB only if sampled
             self._latest += 1
             self.summary_frames += 1
         self._held.append((frame, self._latest))
-        self._feed_audio(session.audio_needed_until(frame.time))
         self._write_audio_until(frame.time)
         # Full batches while frames are few; partial ones before the held frames take too much memory.
         min_batch = session.batch_size if len(self._held) < MAX_HELD_FRAMES else 1
@@ -266,23 +311,11 @@ class _Run:
         interval = 1.0 / self.info.fps if self.info.fps else 0.04
         if self.frames_out or self._held:
             self.video_end = self.video_end + interval
-        self._feed_audio(self.session.audio_needed_until(self.video_end) if self._held else -math.inf)
-        self._take(self.session.finish())
+        self._take(finish_source(self.session, self._audio, self.video_end if self._held else None))
         self._draw()
         self._write_audio_until(self.video_end)
 
     # ----- audio ----------------------------------------------------------------------------
-    def _feed_audio(self, until: float) -> None:
-        """Push chunks into the session (and keep them for the output) until `until` seconds."""
-        while not self._audio_done and self.session.audio_end < until:
-            chunk = self._pending_chunk if self._pending_chunk is not None else next(self._chunks, None)
-            self._pending_chunk = None
-            if chunk is None:
-                self._audio_done = True
-                break
-            self.session.push_audio(chunk.samples, chunk.sample_rate, time=chunk.time)
-            self._outbox.append(chunk)
-
     def _write_audio_until(self, until: float) -> None:
         """Encode the kept chunks' samples from the video's start up to `until` (source clock)."""
         import numpy as np

@@ -31,6 +31,11 @@ def serve(
         "--timeout", help="Per-request deadline in seconds: upload (else 408) and answer (else 504).")] = 30.0,
     max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body, in MiB.")] = 32.0,
     max_audio_seconds: Annotated[float, typer.Option("--max-audio-seconds", help="Longest audio clip.")] = 60.0,
+    max_streams: Annotated[int, typer.Option(
+        "--max-streams", help="Streams open at a time (WebSocket /v1/stream and POST /v1/video); beyond, "
+        "1013 / 503.")] = 4,
+    stream_idle_seconds: Annotated[float, typer.Option(
+        "--stream-idle-seconds", help="A WebSocket stream with no message for this long is closed.")] = 30.0,
     token: Annotated[str | None, typer.Option(
         "--token", envvar="VSSLRT_SERVE_TOKEN", show_envvar=True,
         help="Bearer token required on every endpoint but /v1/health.")] = None,
@@ -42,7 +47,8 @@ def serve(
     precision: PrecisionOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Serve `vsslrt localize` over HTTP: POST /v1/localize, GET /v1/health, /v1/model, /metrics."""
+    """Serve `vsslrt localize` over HTTP: POST /v1/localize, /v1/video, WebSocket /v1/stream, GET /v1/health,
+    /v1/model, /metrics."""
     # lazy: the `serve` extra (FastAPI, uvicorn, prometheus_client) and the engine load only when serving
     from vsslrt.pipeline.serve import require_serve_extra
 
@@ -52,7 +58,8 @@ def serve(
     from vsslrt.pipeline.serve.limits import ServeLimits
 
     limits = ServeLimits(max_body_bytes=max(1, int(max_body_mb * 2**20)), max_audio_seconds=max_audio_seconds,
-                         timeout_s=timeout, max_queue=max_queue)
+                         timeout_s=timeout, max_queue=max_queue, max_streams=max_streams,
+                         stream_idle_s=stream_idle_seconds)
     settings = ServeSettings(host=host, port=port, max_batch=max_batch, max_delay_ms=max_delay_ms, limits=limits,
                              token=token, workers=workers, drain_s=drain_seconds)
     with Localizer(engine, calibration, backend=value(backend), precision=value(precision), threads=threads) as loc:

@@ -12,9 +12,12 @@ Work per request, and where it runs:
 5. the answer, in the thread pool: the pair's thresholds, mask and boxes (`Localizer.finish_embedded`),
    `LocalizationResult.to_json`, plus the run-length encoded mask and the overlay PNG when asked.
 
+Streams (`WebSocket /v1/stream`, `POST /v1/video`: `stream`) run one `StreamSession` each; their engine
+calls go to the engine thread (`run_on_engine`), beside the batcher's batches.
+
 Shutdown (SIGINT/SIGTERM): the service first drains for `drain_s` seconds (health answers 503,
-new requests get 503 with Retry-After, in-flight ones continue), then uvicorn stops accepting
-connections and waits for the requests in flight; the batcher runs what is queued; the engine
+new requests get 503 with Retry-After, in-flight ones continue), then the open streams are finished
+(their last results, a summary, a close with 1001), then uvicorn stops accepting connections and waits for the requests in flight; the batcher runs what is queued; the engine
 closes last. A second signal skips the drain.
 """
 
@@ -44,6 +47,7 @@ from vsslrt.pipeline.serve.batcher import BatcherClosed, DynamicBatcher
 from vsslrt.pipeline.serve.inputs import Payload, decode_audio_bytes, decode_image_bytes, mask_rle, parse_json, parse_multipart
 from vsslrt.pipeline.serve.limits import Admission, RequestError, RequestGate, ServeLimits
 from vsslrt.pipeline.serve.metrics import ServeMetrics
+from vsslrt.pipeline.serve.stream import HEADER, StreamHub, add_stream_routes
 from vsslrt.data.audio_io import DecodedAudio
 from vsslrt.pipeline.localize import Pair
 
@@ -112,6 +116,7 @@ class LocalizationService:
         self._decode_pool: ThreadPoolExecutor | None = None
         self._engine_pool: ThreadPoolExecutor | None = None
         self.batcher: DynamicBatcher | None = None
+        self.streams = StreamHub(settings.limits.max_streams)
         self._warmup: asyncio.Task | None = None
         self._blas_limits: Any = None
 
@@ -179,6 +184,13 @@ class LocalizationService:
             self.status = "ready"
         if self.on_ready is not None:
             self.on_ready(time.perf_counter() - started)
+
+    def run_on_engine(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """(A worker thread, never the event loop.) `fn(*args)` on the engine thread, waited for: the
+        streams' engine calls and the batcher's batches use the one engine session one at a time."""
+        if self._engine_pool is None:
+            raise RuntimeError("the engine thread is not running")
+        return self._engine_pool.submit(fn, *args).result()
 
     def _run_batch(self, items: list[Any]) -> list[Any]:
         return run_batch(self.localizer, items)
@@ -340,6 +352,8 @@ def create_app(service: LocalizationService) -> Any:
         count("localize", 200, started)
         return JSONResponse(answer)
 
+    add_stream_routes(api, service, count)
+
     @api.get("/v1/health")
     async def health() -> Response:
         status, body = service.health()
@@ -357,7 +371,8 @@ def create_app(service: LocalizationService) -> Any:
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        what = {404: f"path: expected one of /v1/localize, /v1/health, /v1/model, /metrics, got {request.url.path!r}.",
+        what = {404: f"path: expected one of /v1/localize, /v1/video, /v1/stream (WebSocket), /v1/health, "
+                     f"/v1/model, /metrics, got {request.url.path!r}.",
                 405: f"method: expected another method for {request.url.path}, got {request.method}."}
         message = what.get(exc.status_code, f"request: {exc.detail}")
         return JSONResponse({"error": message, "field": "path" if exc.status_code == 404 else "method",
@@ -393,6 +408,9 @@ def make_server(localizer: Any, settings: ServeSettings, *, on_listening: Callab
         access_log=False, server_header=False, proxy_headers=False,
         # In-flight requests get their whole deadline, plus the time to send the answer.
         timeout_graceful_shutdown=int(settings.limits.timeout_s) + 5,
+        # A stream's message may be as large as a request body (plus its header); the WebSocket layer
+        # closes a larger one with 1009 from its length, before reading it.
+        ws_max_size=settings.limits.max_body_bytes + HEADER.size,
     )
     return _DrainingServer(config, service, settings.drain_s, on_listening)
 
@@ -424,6 +442,10 @@ class _DrainingServer(uvicorn.Server):
             self.on_listening(self.url)
 
     async def shutdown(self, sockets: Any = None) -> None:
+        # uvicorn's shutdown cuts open WebSockets (1012): the streams are finished first, with their
+        # last results and a summary.
+        self.service.begin_drain()
+        await self.service.streams.drain(self.config.timeout_graceful_shutdown or 30)
         await super().shutdown(sockets=sockets)
         # The signal has been handled in full (drained, in-flight answered, engine idle): exit normally
         # rather than have uvicorn raise it again.

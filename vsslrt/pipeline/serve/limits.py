@@ -13,6 +13,11 @@ The gate runs first on every HTTP request, in this order:
    limit; the whole upload must arrive before the request's deadline (`timeout_s` after its
    headers), or the answer is 408, so a client that never finishes its upload holds nothing for long.
 
+A WebSocket handshake (`/v1/stream`) passes the token check only; a refused one is accepted, told
+the error in one JSON message and closed with 1008 (`refuse_websocket`), so that every WebSocket
+client, a browser's included, can read why. Its other limits (streams at a time, message size, idle
+timeout) are the stream's own (`vsslrt.pipeline.serve.stream`).
+
 The body is then handed to the application from memory. Every refusal is a JSON object with one
 line in "error" and the "field" at fault (or null). A refused body within the limit is read to its
 end by the server and discarded (the client reads the answer and may reuse the connection); one
@@ -46,6 +51,9 @@ class ServeLimits:
             it (408) and the answer must be ready within it (504).
         max_queue: Localisations admitted at a time; beyond, 503 with Retry-After.
         retry_after_s: The Retry-After of a 503.
+        max_streams: Streams open at a time (WebSocket /v1/stream and POST /v1/video together);
+            beyond, a WebSocket is closed with 1013 and a video upload gets 503.
+        stream_idle_s: A WebSocket stream with no message for this long is closed.
     """
 
     max_body_bytes: int = 32 * 2**20
@@ -54,13 +62,15 @@ class ServeLimits:
     timeout_s: float = 30.0
     max_queue: int = 64
     retry_after_s: int = 1
+    max_streams: int = 4
+    stream_idle_s: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_image_pixels", "max_queue", "retry_after_s"):
+        for name in ("max_body_bytes", "max_image_pixels", "max_queue", "retry_after_s", "max_streams"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"serve: expected {name} to be a positive integer, got {value!r}.")
-        for name in ("max_audio_seconds", "timeout_s"):
+        for name in ("max_audio_seconds", "timeout_s", "stream_idle_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise InputError(f"serve: expected {name} to be a positive number of seconds, got {value!r}.")
@@ -136,6 +146,13 @@ class RequestGate:
         self.state = state
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "websocket":
+            try:
+                self._check_token(scope, scope.get("path", ""))
+            except RequestError as exc:
+                self.state.on_reject(_reason(exc))
+                await refuse_websocket(receive, send, exc.field, exc.message, WS_POLICY)
+                return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -225,6 +242,31 @@ class RequestGate:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+#: WebSocket close codes (RFC 6455 section 7.4.1) the stream endpoint uses.
+WS_NORMAL, WS_GOING_AWAY, WS_UNSUPPORTED, WS_TOO_BIG, WS_POLICY, WS_INTERNAL, WS_TRY_LATER = (
+    1000, 1001, 1003, 1009, 1008, 1011, 1013)
+
+
+def ws_error(field: str | None, message: str) -> str:
+    """A stream's error message: one line of JSON, {"error": {"field": ..., "message": ...}}."""
+    return json.dumps({"error": {"field": field, "message": " ".join(message.split())}})
+
+
+async def refuse_websocket(receive: Callable, send: Callable, field: str | None, message: str, code: int) -> None:
+    """(Raw ASGI.) Accept a WebSocket handshake only to say why it is refused, then close with `code`."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": ws_error(field, message)})
+    await send({"type": "websocket.close", "code": code, "reason": close_reason(message)})
+
+
+def close_reason(message: str) -> str:
+    """A close frame's reason: at most 123 bytes of UTF-8 (RFC 6455), so the line is cut there (the
+    JSON error message before the close carries it whole)."""
+    return " ".join(message.split()).encode()[:123].decode("utf-8", "ignore")
 
 
 def _declared_length(scope: dict) -> int | None:

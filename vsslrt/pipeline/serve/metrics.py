@@ -21,7 +21,9 @@ class ServeMetrics:
     Metric names: `vsslrt_requests_total{endpoint,status}`, `vsslrt_request_duration_seconds{endpoint}`,
     `vsslrt_batch_size`, `vsslrt_batch_duration_seconds`, `vsslrt_queue_depth`,
     `vsslrt_requests_in_flight`, `vsslrt_stage_duration_seconds{stage}` (per pair: an engine
-    stage's batch time is split over the batch's pairs) and `vsslrt_rejected_requests_total{reason}`.
+    stage's batch time is split over the batch's pairs), `vsslrt_rejected_requests_total{reason}`, and
+    for the streams `vsslrt_streams_open`, `vsslrt_streams_total{endpoint,outcome}`,
+    `vsslrt_stream_frames_total{endpoint}` and `vsslrt_stream_errors_total{endpoint,field}`.
     """
 
     def __init__(self) -> None:
@@ -44,6 +46,14 @@ class ServeMetrics:
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.rejected = Counter("vsslrt_rejected_requests", "Requests refused before the engine, by reason.",
                                 ["reason"], registry=r)
+        # The streams (WebSocket /v1/stream, POST /v1/video): endpoint "stream" or "video".
+        self.streams_open = Gauge("vsslrt_streams_open", "Streams open now (WebSocket and video).", registry=r)
+        self.streams = Counter("vsslrt_streams", "Streams ended, by endpoint and how they ended (end, draining, "
+                               "idle, error, disconnect, refused).", ["endpoint", "outcome"], registry=r)
+        self.stream_frames = Counter("vsslrt_stream_frames", "Frame results sent by the streams.", ["endpoint"],
+                                     registry=r)
+        self.stream_errors = Counter("vsslrt_stream_errors", "Errors sent to streams, by endpoint and field.",
+                                     ["endpoint", "field"], registry=r)
         # Every stage appears from the start, at zero; its child is kept (labels() costs a lock and a
         # lookup, several times per request).
         self._stage = {stage: self.stage_seconds.labels(stage=stage) for stage in STAGES}
