@@ -138,16 +138,20 @@ def keyed_histograms(p, gt, threshold, tau, out):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def _row_metrics(counts, n, iou_eps, pr_eps, beta2, r, iou, fpr, f_curve, g_out):
-    """Row r's IoU, FPR, F-curve and mask size from its split key histogram (formulas: `keyed_measure`)."""
+def _row_metrics(counts, total, n, iou_eps, pr_eps, beta2, r, iou, fpr, f_curve, g_out):
+    """Row r's IoU, FPR, F-curve and mask size from its split key histogram (formulas: `keyed_measure`).
+
+    total: (1024,) int64 scratch, the split histograms added up.
+    """
     steps = f_curve.shape[1]
     g = np.int64(0)
     predicted = np.int64(0)
     inter = np.int64(0)
     for k in range(KEYS):
-        c = np.int64(0)
-        for s in range(_SPLIT):
+        c = np.int64(counts[0, k])
+        for s in range(1, _SPLIT):
             c += counts[s, k]
+        total[k] = c
         inside = (k >> _GT_BIT) & 1
         on = (k >> _ON_BIT) & 1
         g += c * inside
@@ -159,21 +163,19 @@ def _row_metrics(counts, n, iou_eps, pr_eps, beta2, r, iou, fpr, f_curve, g_out)
     iou[r] = np.float64(num) / (np.float64(den) + iou_eps)
     fpr[r] = np.float64(predicted) / (np.float64(n) + iou_eps)
     g_out[r] = g
+    if empty:  # no F-curve for an empty mask (never averaged)
+        f_curve[r, :] = 0.0
+        return
     # pixels with p >= tau_j: those whose bin exceeds j, accumulated from the top bin down
+    in_bit = 1 << _GT_BIT
+    on_bit = 1 << _ON_BIT
     above = np.int64(0)
     above_in = np.int64(0)
     one_plus = 1.0 + beta2
     for j in range(steps, 0, -1):  # bin j, then the threshold j - 1
-        for side in range(4):  # the (on, in) combinations of bin j
-            k = j | ((side & 1) << _GT_BIT) | ((side >> 1) << _ON_BIT)
-            c = np.int64(0)
-            for s in range(_SPLIT):
-                c += counts[s, k]
-            above += c
-            above_in += c * (side & 1)
-        if empty:
-            f_curve[r, j - 1] = 0.0
-            continue
+        inside = total[j | in_bit] + total[j | in_bit | on_bit]
+        above += total[j] + total[j | on_bit] + inside
+        above_in += inside
         tp = np.float64(above_in)
         precision = tp / (np.float64(above) + pr_eps)
         recall = tp / (np.float64(g) + pr_eps)
@@ -194,10 +196,11 @@ def keyed_measure(p, gt, threshold, tau, iou_eps, pr_eps, beta2, iou, fpr, f_cur
     key = np.empty(n, np.uint16)
     flagged = np.empty((n + _GROUP - 1) // _GROUP, np.int32)
     counts = np.zeros((_SPLIT, KEYS), np.int32)
+    total = np.empty(KEYS, np.int64)
     bad = 0
     for r in range(b):
         bad += _row_counts(p[r], gt[r], threshold, tau, key, flagged, counts)
-        _row_metrics(counts, n, iou_eps, pr_eps, beta2, r, iou, fpr, f_curve, g_out)
+        _row_metrics(counts, total, n, iou_eps, pr_eps, beta2, r, iou, fpr, f_curve, g_out)
     return bad
 
 
@@ -240,9 +243,10 @@ def keyed_measure_upsampled(maps, ly, uy, wy0, wy1, lx, ux, wx0, wx1, gt, thresh
     key = np.empty(n, np.uint16)
     flagged = np.empty((n + _GROUP - 1) // _GROUP, np.int32)
     counts = np.zeros((_SPLIT, KEYS), np.int32)
+    total = np.empty(KEYS, np.int64)
     bad = 0
     for r in range(b):
         _upsample(maps[r], ly, uy, wy0, wy1, lx, ux, wx0, wx1, wide, row)
         bad += _row_counts(row, gt[r], threshold, tau, key, flagged, counts)
-        _row_metrics(counts, n, iou_eps, pr_eps, beta2, r, iou, fpr, f_curve, g_out)
+        _row_metrics(counts, total, n, iou_eps, pr_eps, beta2, r, iou, fpr, f_curve, g_out)
     return bad
