@@ -106,6 +106,13 @@ def _fix(x, key, flagged, tau, counts):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
+def _work(n):
+    """A row's scratch: keys, per-group near counts, split histograms, their total."""
+    return (np.empty(n, np.uint16), np.empty((n + _GROUP - 1) // _GROUP, np.int32),
+            np.zeros((_SPLIT, KEYS), np.int32), np.empty(KEYS, np.int64))
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _row_counts(x, inside, threshold, tau, key, flagged, counts):
     """counts (SPLIT, 1024) = the row's key histogram, split by pixel index; returns the non-finite count."""
     counts[:] = 0
@@ -123,9 +130,7 @@ def keyed_histograms(p, gt, threshold, tau, out):
     in p's dtype. Returns the number of non-finite values seen (their rows' counts are then not meaningful).
     """
     b, n = p.shape
-    key = np.empty(n, np.uint16)
-    flagged = np.empty((n + _GROUP - 1) // _GROUP, np.int32)
-    counts = np.zeros((_SPLIT, KEYS), np.int32)
+    key, flagged, counts, _ = _work(n)
     bad = 0
     for r in range(b):
         bad += _row_counts(p[r], gt[r], threshold, tau, key, flagged, counts)
@@ -193,10 +198,7 @@ def keyed_measure(p, gt, threshold, tau, iou_eps, pr_eps, beta2, iou, fpr, f_cur
     P_j = TP_j / (#[p >= tau_j] + eps'), R_j = TP_j / (|G| + eps'). Returns the non-finite count.
     """
     b, n = p.shape
-    key = np.empty(n, np.uint16)
-    flagged = np.empty((n + _GROUP - 1) // _GROUP, np.int32)
-    counts = np.zeros((_SPLIT, KEYS), np.int32)
-    total = np.empty(KEYS, np.int64)
+    key, flagged, counts, total = _work(n)
     bad = 0
     for r in range(b):
         bad += _row_counts(p[r], gt[r], threshold, tau, key, flagged, counts)
@@ -240,10 +242,7 @@ def keyed_measure_upsampled(maps, ly, uy, wy0, wy1, lx, ux, wx0, wx1, gt, thresh
     n = ly.shape[0] * lx.shape[0]
     row = np.empty(n, maps.dtype)
     wide = np.empty((maps.shape[1], lx.shape[0]), np.float64)
-    key = np.empty(n, np.uint16)
-    flagged = np.empty((n + _GROUP - 1) // _GROUP, np.int32)
-    counts = np.zeros((_SPLIT, KEYS), np.int32)
-    total = np.empty(KEYS, np.int64)
+    key, flagged, counts, total = _work(n)
     bad = 0
     for r in range(b):
         _upsample(maps[r], ly, uy, wy0, wy1, lx, ux, wx0, wx1, wide, row)
