@@ -129,3 +129,21 @@ def test_bad_settings_and_paths(tmp_path, models_dir):
     broken.write_bytes(b"not a model")
     with pytest.raises(InputError, match="expected a model ONNX Runtime can load"):
         OrtRunner(broken).activate()
+
+
+def test_sessions_keep_quantize_nodes_where_the_graph_puts_them(models_dir, monkeypatch):
+    """QDQ propagation is off: it would move an int8 graph's first QuantizeLinear up across the stem's
+    fp32 MaxPool onto ONNX Runtime's slow NCHW uint8 MaxPool (docs/int8.md)."""
+    import onnxruntime as ort
+
+    seen = {}
+    real = ort.InferenceSession
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    with OrtRunner(models_dir / "audio.onnx") as runner:
+        assert runner.session is not None
+    assert seen["disabled_optimizers"] == ["QDQPropagationTransformer"]

@@ -82,6 +82,15 @@ def test_small_calibration_set_and_another_frontend_are_one_line_errors(folder, 
     assert not (tmp_path / "v.onnx").exists()
 
 
+def test_the_stem_stays_fp32_up_to_the_second_weighted_operator(folder):
+    """The stem conv and what follows it before the next conv (its activation; a ResNet's MaxPool)."""
+    model = onnx.load(str(folder / "visual.onnx"))
+    names = [n.name for n in model.graph.node]
+    second = [i for i, n in enumerate(model.graph.node) if n.op_type == "Conv"][1]
+    kept = set(kept_fp32_nodes(model))
+    assert set(names[:second]) <= kept and "relu_r1" in kept and names[second] not in kept
+
+
 def test_kept_nodes_refuse_unknown_names_and_graphs_without_weights(folder):
     model = onnx.load(str(folder / "visual.onnx"))
     assert "relu_r1" in kept_fp32_nodes(model, ["relu_r1"])
