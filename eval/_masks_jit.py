@@ -1,4 +1,4 @@
-"""The mask evaluator's per-frame histogram (`masks._keyed_histograms`), compiled.
+"""The mask evaluator's per-frame measurement (`masks.measure` on NumPy), compiled.
 
 Each pixel gets a key: its F-grid bin (the number of thresholds tau_j <= p, 0..255), whether it
 lies in the mask (bit 8) and whether p > threshold (bit 9). One histogram of the keys per frame
@@ -119,26 +119,6 @@ def _row_counts(x, inside, threshold, tau, key, flagged, counts):
     bad = _keys(x, inside, threshold, key, flagged)
     _count(key, counts)
     _fix(x, key, flagged, tau, counts)
-    return bad
-
-
-@numba.njit(nogil=True, cache=True, error_model="numpy")
-def keyed_histograms(p, gt, threshold, tau, out):
-    """out (B, 1024) int64 = per-row counts of each key, for p (B, N) float32/float64 and gt (B, N) bool.
-
-    threshold: a scalar of p's dtype (p > threshold is compared in that dtype); tau: `masks.f_thresholds`
-    in p's dtype. Returns the number of non-finite values seen (their rows' counts are then not meaningful).
-    """
-    b, n = p.shape
-    key, flagged, counts, _ = _work(n)
-    bad = 0
-    for r in range(b):
-        bad += _row_counts(p[r], gt[r], threshold, tau, key, flagged, counts)
-        for k in range(KEYS):
-            total = np.int64(0)
-            for s in range(_SPLIT):
-                total += counts[s, k]
-            out[r, k] = total
     return bad
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from vsslrt.eval._select_jit import order_key
+
 _DIGIT = 11
 _BUCKETS = 1 << _DIGIT
 
@@ -39,8 +41,7 @@ def group_ends(scores, labels, key_probe):
         b = bits[i]
         if (b & ~top) == zero:  # +-0.0: one key
             b = zero
-        # descending order: the complement of the order-preserving key
-        keys[i] = ~(b ^ ((zero - (b >> sign)) | top))
+        keys[i] = ~order_key(b, sign, top)  # descending order: the complement
     flags = labels.view(np.uint8).copy()
     other_keys = np.empty(n, kdtype)
     other_flags = np.empty(n, np.uint8)

@@ -2,15 +2,18 @@
 
 The extended (SLAVC) and IS3 interactive evaluators need, per map, a few values at given sorted
 positions (the median, the value at N - |G|, the start of the top quarter) and the sum of the top
-quarter. A full partition (`np.partition`) per position costs most of their time; selection by
-digits of the float's order-preserving integer key costs about two passes over the row:
+quarter. A full partition (`np.partition`) per position costs most of their time; a radix
+selection costs about two passes over the row:
 
-1. every key, and the row's smallest and largest key (vectorised);
-2. a histogram of the top 11 bits of (key - smallest) at the row's own scale, so a narrow range
-   of values (a (cos + 1) / 2 map) spreads over the 2,048 buckets as well as a wide one does;
-3. one pass that copies, for every asked position, the keys of the bucket holding it, and sums
-   the values above the top quarter's bucket;
-4. each copy is narrowed the same way until one key is left or the copy is small enough to sort.
+1. each pixel's bucket among 2,048 on the row's own value scale, min((x - lo) * 2048 / (hi - lo),
+   2047) in float64 (vectorised; lo and hi are the caller's, `_select.range_of`): monotone in x, so
+   a narrow range of values (a (cos + 1) / 2 map) spreads over the buckets as well as a wide one;
+2. a histogram of the buckets, which tells the bucket holding each asked position;
+3. one pass that copies the order-preserving integer keys of those buckets' pixels (a vectorised
+   match count per group of 64 pixels; only groups with a match are copied), and a sum of the
+   values above the top quarter's bucket;
+4. each copy is narrowed by digits of its keys until one key is left or the copy is small enough
+   to sort.
 
 Values at a position do not depend on how they are selected, so they equal a partition's (or a
 sort's) bit for bit. The top-quarter sum is a float64 sum in row order; it is exact, and so
@@ -29,7 +32,10 @@ _DIGIT = 11
 _BUCKETS = 1 << _DIGIT
 _SMALL = 64  # a copy this small is sorted instead of narrowed
 _GROUP = 64  # pixels per group of the gather's vectorised match count
-_EXACT_SPREAD = 15  # see `_select._EXACT_SPREAD`
+# float32 values in [v, hi] with v > 0 are multiples of 2**(e(v) - 23) (e = floor(log2)), and a sum of at
+# most 2**14 of them stays below 2**(e(hi) + 15): with e(hi) - e(v) <= 15 every partial sum has at most
+# 53 significant bits, so a float64 sum of the top block is exact in any order.
+_EXACT_SPREAD = 15
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
@@ -42,8 +48,16 @@ def _bit_length(x):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def order_key(bits, sign, top):
+    """The unsigned key of a float's bits that sorts as the float: negative floats have every bit
+    flipped, the others their sign bit set (sign: the sign bit's position, top: 1 << sign)."""
+    zero = top ^ top  # 0 of the keys' unsigned type
+    return bits ^ ((zero - (bits >> sign)) | top)
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _from_key(k, top):
-    """The float bits of key k (`_keys` inverted)."""
+    """The float bits of key k (`order_key` inverted)."""
     if k & top:
         return k ^ top
     return ~k
@@ -115,8 +129,7 @@ def _copy_matches(x, buckets, start, stop, wanted, n_wanted, cand, sizes, top, s
     for i in range(start, stop):
         for t in range(n_wanted):
             if buckets[i] == wanted[t]:
-                bb = bits[i]
-                cand[t, sizes[t]] = bb ^ ((cand.dtype.type(0) - (bb >> sign)) | top)  # the order-preserving key
+                cand[t, sizes[t]] = order_key(bits[i], sign, top)
                 sizes[t] += 1
 
 

@@ -26,7 +26,7 @@ Reductions (host NumPy, from the id-sorted per-frame scalars, so shards merge ex
 
 The F-curve is counted with one histogram per frame over the 255-threshold grid (each pixel's bin in
 the grid, then cumulative counts), so its cost does not grow with the grid. On NumPy one keyed
-histogram per frame (`_keyed_histograms`, a compiled kernel) also gives the mIoU and FPR counts.
+histogram per frame (the compiled kernel of `_masks_jit`) also gives the mIoU and FPR counts.
 """
 
 from __future__ import annotations
@@ -189,30 +189,6 @@ def _grid(dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def _keyed_histograms(p: np.ndarray, gt: np.ndarray, threshold: float, *, what: str = "mask protocol: expected finite maps") -> np.ndarray:
-    """(B, 2, 2, 256) int64 pixel counts by (p > threshold, in mask, F-grid bin) of float32/float64 rows.
-
-    The compiled kernel of `_masks_jit` (Numba, imported on first use); the threshold and the
-    grid are compared in the rows' dtype, as on the array-API path. Non-finite values are refused
-    (the kernel counts them in the same pass), the message naming `what`.
-    """
-    from vsslrt.eval import _masks_jit
-
-    b = p.shape[0]
-    out = np.zeros((b, _masks_jit.KEYS), np.int64)
-    if p.ndim != 2 or gt.shape != p.shape:  # the kernel trusts its shapes
-        raise ValueError(f"mask protocol: expected rows and gt of one (B, N) shape, got {p.shape} and {gt.shape}")
-    if b:
-        with np.errstate(over="ignore"):  # a threshold beyond the dtype's range: +-inf, as a cast
-            t = p.dtype.type(threshold)
-        bad = _masks_jit.keyed_histograms(np.ascontiguousarray(p), np.ascontiguousarray(gt, dtype=np.bool_),
-                                          t, _grid(p.dtype), out)
-        if bad:
-            raise InputError(f"{what}, got {bad} NaN or inf values.",
-                             hint="check the model output")
-    return out.reshape(b, 2, 2, 256)
-
-
 def _measure_keyed(maps: np.ndarray, gt: np.ndarray, config: MaskConfig, what: str) -> dict[str, np.ndarray]:
     """`measure`'s per-frame values from the compiled kernels (`_masks_jit`).
 
@@ -245,15 +221,18 @@ def _measure_keyed(maps: np.ndarray, gt: np.ndarray, config: MaskConfig, what: s
     return out
 
 
-def _keyed(config: MaskConfig, xp: Any, dtype: Any) -> tuple[bool, bool]:
-    """(the compiled histogram measures this chunk, it also checks the raw maps' finiteness).
+def _compiled(xp: Any, dtype: Any) -> bool:
+    """Whether the compiled kernel measures maps of this dtype (NumPy, float32 or float64 working dtype)."""
+    return _xp.fast(xp) and xp.result_type(dtype, xp.float32) in (np.float32, np.float64)
 
-    On probability maps the kernel reads the maps (or their upsampling, non-finite exactly when
-    a source value is), so its own count of non-finite values is the input check; a sigmoid
-    would hide an infinite logit, so logit maps are checked before.
+
+def _kernel_checks_finite(config: MaskConfig, xp: Any, dtype: Any) -> bool:
+    """Whether the kernel's own count of non-finite values is the input check for these maps.
+
+    On probability maps it reads the maps (or their upsampling, non-finite exactly when a source
+    value is); a sigmoid would hide an infinite logit, so logit maps are checked before.
     """
-    keyed = _xp.fast(xp) and xp.result_type(dtype, xp.float32) in (np.float32, np.float64)
-    return keyed, keyed and config.scale == "probability"
+    return _compiled(xp, dtype) and config.scale == "probability"
 
 
 def measure(maps: Any, gt: Any, config: MaskConfig, *, xp: Any, what: str = "mask protocol: expected finite maps") -> dict[str, Any]:
@@ -268,7 +247,7 @@ def measure(maps: Any, gt: Any, config: MaskConfig, *, xp: Any, what: str = "mas
         what: the start of the error for non-finite values found by the compiled histogram.
     """
     dtype = xp.result_type(maps.dtype, xp.float32)
-    if _keyed(config, xp, dtype)[0]:
+    if _compiled(xp, dtype):
         return _measure_keyed(maps, gt, config, what)
     up = resize(maps, config.resize, xp=xp, dtype=dtype)
     p = _sigmoid(up, xp) if config.scale == "logits" else up
@@ -436,7 +415,7 @@ class MaskEvaluator:
             if m.ndim != 3 or int(m.shape[0]) != n or not xp.isdtype(m.dtype, "real floating"):
                 raise InputError(f"{source}: expected maps[{c!r}] to be real floating ({n}, h, w), "
                                  f"got {m.dtype} {tuple(m.shape)}.")
-            if not _keyed(self.config, xp, m.dtype)[1] and not bool(xp.all(xp.isfinite(m))):
+            if not _kernel_checks_finite(self.config, xp, m.dtype) and not bool(xp.all(xp.isfinite(m))):
                 raise InputError(f"{source}: expected finite maps[{c!r}], got NaN or inf.", hint="check the model output")
         masks = xp.reshape(gt if xp.isdtype(gt.dtype, "bool") else gt != 0, (n, N_PIXELS))
         ids = self._store.next_ids(n, sample_ids, source)
