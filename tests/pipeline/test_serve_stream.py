@@ -226,8 +226,9 @@ def test_bad_messages_get_the_error_line_and_close_code(server, send, field, cod
         send(ws)
         docs, got, reason = read_all(ws)
     assert got == code, (docs, reason)
-    assert len(docs) == 1 and set(docs[0]) == {"error"} and docs[0]["error"]["field"] == field, docs
-    message_text = docs[0]["error"]["message"]
+    assert len(docs) == 1 and set(docs[0]) == {"error", "field", "code"} and docs[0]["field"] == field, docs
+    assert docs[0]["code"] == code  # the document names the close code that follows it
+    message_text = docs[0]["error"]
     assert "expected" in message_text and "\n" not in message_text and reason
     health_ok(server)
 
@@ -236,13 +237,13 @@ def test_wrong_token_too_many_streams_and_an_oversized_message(server):
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         with open_ws(server, headers) as ws:
             docs, code, _ = read_all(ws)
-        assert code == 1008 and docs[0]["error"]["field"] == "authorization"
+        assert code == 1008 and docs[0]["field"] == "authorization" and docs[0]["code"] == 1008
     with open_ws(server) as a, open_ws(server) as b:
         a.send(json.dumps({}))
         b.send(json.dumps({}))
         with open_ws(server) as c:
             docs, code, _ = read_all(c)
-        assert code == 1013 and "streams" in docs[0]["error"]["message"]
+        assert code == 1013 and "streams" in docs[0]["error"]
     with open_ws(server) as ws:
         ws.send(json.dumps({}))
         ws.send(message("F", 0.0, b"\0" * (MAX_BODY + 1)))
@@ -255,7 +256,7 @@ def test_an_idle_stream_is_closed_with_a_reason(server):
     with open_ws(server) as ws:
         ws.send(json.dumps({}))
         docs, code, _ = read_all(ws)
-    assert code == 1008 and "every 1.5 s" in docs[0]["error"]["message"]
+    assert code == 1008 and "every 1.5 s" in docs[0]["error"]
     health_ok(server)
 
 

@@ -123,7 +123,7 @@ def localize_video(
         raise InputError(f"{video}: expected a video with an audio track, got none.",
                          hint="pass --audio FILE with the sound to localise")
     audio_path = Path(audio) if audio is not None else video
-    chunks = iter_audio(audio_path, chunk_seconds=0.5)
+    chunks = iter_audio(audio_path, chunk_seconds=AUDIO_CHUNK_SECONDS)
     first_chunk = next(chunks, None)
     if first_chunk is None:
         raise InputError(f"{audio_path}: expected audio samples, got an empty audio track.",
@@ -180,6 +180,14 @@ def localize_video(
             reached=truncated.reached, expected=truncated.expected,
             hint="re-encode or re-download the file for the rest")
     return report
+
+
+AUDIO_CHUNK_SECONDS = 0.5  # a file's audio is read and pushed into the session in chunks this long
+
+
+def frame_interval(info: Any) -> float:
+    """How long a file's frame shows (the last frame's span): 1 / fps, or 1/25 s without a rate."""
+    return 1.0 / info.fps if info.fps else 0.04
 
 
 class AudioFeed:
@@ -308,9 +316,8 @@ class _Run:
 
     def _finish(self) -> None:
         # The last frame shows for one frame interval: the output ends there, and so does its audio.
-        interval = 1.0 / self.info.fps if self.info.fps else 0.04
         if self.frames_out or self._held:
-            self.video_end = self.video_end + interval
+            self.video_end = self.video_end + frame_interval(self.info)
         self._take(finish_source(self.session, self._audio, self.video_end if self._held else None))
         self._draw()
         self._write_audio_until(self.video_end)

@@ -88,11 +88,17 @@ class RequestError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.message, "field": self.field, "status": self.status}
+        return error_doc(self.message, self.field, status=self.status)
+
+
+def error_doc(message: str, field: str | None, **extra: Any) -> dict[str, Any]:
+    """Every endpoint's error document: the one-line message, the field at fault, and the status
+    (HTTP) or close code (WebSocket)."""
+    return {"error": " ".join(message.split()), "field": field, **extra}
 
 
 def error_body(status: int, message: str, field: str | None = None) -> bytes:
-    return json.dumps({"error": " ".join(message.split()), "field": field, "status": status}).encode()
+    return json.dumps(error_doc(message, field, status=status)).encode()
 
 
 async def send_error(send: Callable[[dict], Awaitable[None]], error: RequestError, *, close: bool = False) -> None:
@@ -249,9 +255,9 @@ WS_NORMAL, WS_GOING_AWAY, WS_UNSUPPORTED, WS_TOO_BIG, WS_POLICY, WS_INTERNAL, WS
     1000, 1001, 1003, 1009, 1008, 1011, 1013)
 
 
-def ws_error(field: str | None, message: str) -> str:
-    """A stream's error message: one line of JSON, {"error": {"field": ..., "message": ...}}."""
-    return json.dumps({"error": {"field": field, "message": " ".join(message.split())}})
+def ws_error(field: str | None, message: str, code: int) -> str:
+    """A stream's error message before its close: the HTTP endpoints' error document with the close code."""
+    return json.dumps(error_doc(message, field, code=code))
 
 
 async def refuse_websocket(receive: Callable, send: Callable, field: str | None, message: str, code: int) -> None:
@@ -259,7 +265,7 @@ async def refuse_websocket(receive: Callable, send: Callable, field: str | None,
     if (await receive())["type"] != "websocket.connect":
         return
     await send({"type": "websocket.accept"})
-    await send({"type": "websocket.send", "text": ws_error(field, message)})
+    await send({"type": "websocket.send", "text": ws_error(field, message, code)})
     await send({"type": "websocket.close", "code": code, "reason": close_reason(message)})
 
 

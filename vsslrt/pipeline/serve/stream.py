@@ -17,7 +17,7 @@ WebSocket protocol (docs/serve.md has a client):
 
 The server sends one text JSON per frame result as soon as it is made (`FrameResult.to_json`, plus
 `mask_rle` when asked), a `{"summary": ..., "ended": ...}` at the end, and on a refusal one
-`{"error": {"field": ..., "message": ...}}` followed by the close (1003: a message of the wrong type;
+`{"error": ..., "field": ..., "code": ...}` (the HTTP endpoints' error document) followed by the close (1003: a message of the wrong type;
 1008: a bad setting, header or payload, a wrong token, idle too long; 1009: a message over the size
 limit, closed by the WebSocket layer before it is read; 1013: no free stream, or the service is
 starting or shutting down; 1011: a bug). On shutdown an open stream is finished as on `{"end": true}`
@@ -45,7 +45,7 @@ from starlette.websockets import WebSocketDisconnect
 from vsslrt.errors import BackendUnavailableError, InputError
 from vsslrt.pipeline.serve.inputs import _flag, decode_image_bytes, mask_rle
 from vsslrt.pipeline.serve.limits import (WS_GOING_AWAY, WS_INTERNAL, WS_NORMAL, WS_POLICY, WS_TOO_BIG, WS_TRY_LATER,
-                                          WS_UNSUPPORTED, RequestError, close_reason, ws_error)
+                                          WS_UNSUPPORTED, RequestError, close_reason, error_doc, ws_error)
 from vsslrt.pipeline.stream import ALIGNMENTS, Hysteresis, Smoothing, StreamSession, Summary
 
 STREAM_PATH = "/v1/stream"
@@ -393,7 +393,7 @@ class WebSocketStream:
     async def _close(self, error: StreamError) -> None:
         """Send the error line and close; the client may already be gone."""
         try:
-            await self.websocket.send_text(ws_error(error.field, error.message))
+            await self.websocket.send_text(ws_error(error.field, error.message, error.code))
             await self.websocket.close(error.code, close_reason(error.message))
         except (WebSocketDisconnect, RuntimeError, OSError):  # nothing left to tell
             pass
@@ -475,6 +475,7 @@ def open_video(service: Any, data: bytes, name: str, config: StreamConfig) -> tu
     the field `video` for a file that is not a video with a video and an audio track."""
     from vsslrt.data.video import iter_audio, iter_decoded, probe
     from vsslrt.errors import DataError
+    from vsslrt.pipeline.video import AUDIO_CHUNK_SECONDS
 
     handle, path = tempfile.mkstemp(prefix="vsslrt-video-", suffix=Path(name).suffix[:12])
     try:
@@ -491,7 +492,7 @@ def open_video(service: Any, data: bytes, name: str, config: StreamConfig) -> tu
             raise refuse("a video file FFmpeg reads (MP4, MKV, WebM, MOV, ...)", exc) from None
         if info.audio is None:
             raise RequestError(422, f"video: expected a video with an audio track, got {name!r} without one.", "video")
-        chunks = iter_audio(path, chunk_seconds=0.5)  # the chunking of `localize_video`
+        chunks = iter_audio(path, chunk_seconds=AUDIO_CHUNK_SECONDS)  # as `localize_video` reads a file
         frames = iter_decoded(path)
         try:
             first_chunk = next(chunks, None)
@@ -527,7 +528,7 @@ def video_lines(service: Any, source: _VideoSource, session: StreamSession) -> I
     """
     from vsslrt.data.video import TruncatedMediaError
     from vsslrt.errors import DataError
-    from vsslrt.pipeline.video import AudioFeed, finish_source, push_source_frame
+    from vsslrt.pipeline.video import AudioFeed, finish_source, frame_interval, push_source_frame
 
     hub: StreamHub = service.streams
     results = _Results(service, "video", session, source.config.mask)
@@ -551,13 +552,13 @@ def video_lines(service: Any, source: _VideoSource, session: StreamSession) -> I
                 frame = next(source.frames, None)
         except TruncatedMediaError as exc:  # what decoded is answered; the summary says where it stopped
             extra = {"truncated": exc.one_line().replace(str(source.info.path), source.name)}
-        interval = 1.0 / source.info.fps if source.info.fps else 0.04  # the last frame's span, as localize_video
-        yield lines(results.docs(finish_source(session, feed, end + interval if session.pending else None)))
+        last = end + frame_interval(source.info)  # the end of the last frame's span, as `localize_video`
+        yield lines(results.docs(finish_source(session, feed, last if session.pending else None)))
         yield lines([results.final(ended, **extra)])
         outcome = ended
     except DataError as exc:  # headers are sent: the error is the last line
         service.metrics.stream_errors.labels(endpoint="video", field="video").inc()
-        yield lines([json.loads(ws_error("video", exc.one_line().replace(str(source.info.path), source.name)))])
+        yield lines([error_doc(exc.one_line().replace(str(source.info.path), source.name), "video")])
     finally:
         source.close()
         hub.leave(service)
