@@ -1,5 +1,5 @@
 """A mergeable store of per-sample arrays, shared by the protocol evaluators (extended, interactive,
-retrieval).
+masks, retrieval, multi-source), and the evaluator methods every one of them has (`PerSampleEvaluator`).
 
 Each `update` appends one dict of per-sample arrays (first axis = samples, NumPy or CuPy) with its
 sample ids; `state()` copies them to the host sorted by id, with the configuration as a JSON string;
@@ -17,6 +17,36 @@ import numpy as np
 from vsslrt.errors import InputError
 from vsslrt.eval import _xp
 from vsslrt.eval.validate import validate_sample_ids
+
+
+class PerSampleEvaluator:
+    """What every per-sample evaluator shares: its `_store` (a `PerSampleStore`) as length, state and merge.
+
+    Subclasses set `_store` in `__init__` and give `update`, `from_state` and `compute`; `_unit`
+    names what one id stands for in the merge error.
+    """
+
+    mergeable = True
+    _unit = "sample"
+    _store: PerSampleStore
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Host arrays sorted by sample id (`np.savez(path, **ev.state())`), the settings in `config`."""
+        return self._store.state()
+
+    def merge(self, other: Any) -> Any:
+        """Add another evaluator's (or a saved state's) samples; settings must be equal, ids unique."""
+        if other is self:
+            raise InputError(f"merge: expected another evaluator, got the same one (every {self._unit} would repeat).")
+        self._store.merge_state(other.state() if isinstance(other, type(self)) else other)
+        return self
+
+    def per_sample(self) -> dict[str, np.ndarray]:
+        """The per-sample arrays on the host, sorted by sample id."""
+        return self._store.host()
 
 
 class PerSampleStore:

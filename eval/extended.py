@@ -26,7 +26,7 @@ import numpy as np
 
 from vsslrt.errors import InputError
 from vsslrt.eval import _stats, _xp
-from vsslrt.eval._persample import PerSampleStore, config_json_of
+from vsslrt.eval._persample import PerSampleEvaluator, PerSampleStore, config_json_of
 from vsslrt.eval._resize import RESIZES
 from vsslrt.eval._select import (PackedGT, ciou, gt_masks, normalised_mask, range_of, resize_into, run_chunks,
                                 top_mean_and_median)
@@ -300,7 +300,7 @@ def _fixed_keys(subset, theta, conf, ciou, good, is_pos, grid, sfx) -> dict[str,
 # The mergeable evaluator
 
 
-class ExtendedEvaluator:
+class ExtendedEvaluator(PerSampleEvaluator):
     """Accumulates extended-set samples (per-sample scalars only) and computes their metrics.
 
     Args:
@@ -313,8 +313,6 @@ class ExtendedEvaluator:
         >>> ev.compute()["AP-all@50"]  # doctest: +SKIP
     """
 
-    mergeable = True
-
     def __init__(self, reference: str = "slavc", mode: str = "fixed", *, relative: bool = True,
                  pred_thr: float = 0.5, thresholds: Sequence[float] | None = None, resize_with: str | None = None,
                  chunk_size: int | None = None, config: ExtendedConfig | None = None) -> None:
@@ -322,9 +320,6 @@ class ExtendedEvaluator:
                                                      thresholds=thresholds, resize_with=resize_with)
         self.chunk_size = chunk_size
         self._store = PerSampleStore(self.config.to_json(), "ExtendedEvaluator")
-
-    def __len__(self) -> int:
-        return len(self._store)
 
     def update(self, maps: Any, gt: Any, positive: Any, *, n_boxes: Any = None, confidence: Any = None,
                sample_ids: Any = None) -> ExtendedEvaluator:
@@ -369,25 +364,11 @@ class ExtendedEvaluator:
         self._store.append(arrays, ids, source)
         return self
 
-    def state(self) -> dict[str, np.ndarray]:
-        """Host arrays sorted by sample id (`np.savez(path, **ev.state())`), the settings in `config`."""
-        return self._store.state()
-
     @classmethod
     def from_state(cls, state: Mapping[str, Any], **options: Any) -> ExtendedEvaluator:
         ev = cls(config=ExtendedConfig.from_json(config_json_of(state)), **options)
         ev._store.merge_state(state)
         return ev
-
-    def merge(self, other: ExtendedEvaluator | Mapping[str, Any]) -> ExtendedEvaluator:
-        """Add another evaluator's (or a saved state's) samples; settings must be equal, ids unique."""
-        if other is self:
-            raise InputError("merge: expected another evaluator, got the same one (every sample would repeat).")
-        self._store.merge_state(other.state() if isinstance(other, ExtendedEvaluator) else other)
-        return self
-
-    def per_sample(self) -> dict[str, np.ndarray]:
-        return self._store.host()
 
     def compute(self) -> dict[str, float]:
         return reduce_extended(self._store.host(), self.config)

@@ -24,7 +24,7 @@ import numpy as np
 
 from vsslrt.errors import InputError
 from vsslrt.eval import _stats, _xp
-from vsslrt.eval._persample import PerSampleStore, config_json_of
+from vsslrt.eval._persample import PerSampleEvaluator, PerSampleStore, config_json_of
 from vsslrt.eval._resize import RESIZES
 from vsslrt.eval._select import (PackedGT, ciou, gt_masks, normalised_mask, range_of, resize_into, run_chunks,
                                 select_fast)
@@ -90,7 +90,7 @@ def reduce_interactive(s: Mapping[str, np.ndarray], mode: str) -> dict[str, floa
     return out
 
 
-class InteractiveEvaluator:
+class InteractiveEvaluator(PerSampleEvaluator):
     """Accumulates IS3 queries (two cIoUs and a group per sample) and computes IIoU / IAUC.
 
     Args:
@@ -99,8 +99,6 @@ class InteractiveEvaluator:
         resize_with: "bilinear" (SSLalignment's align-corners, default), "cv2" or "bicubic".
         chunk_size: samples measured together. Defaults to 16 on NumPy, the batch on CuPy.
     """
-
-    mergeable = True
 
     def __init__(self, mode: str = "fixed", *, resize_with: str = "bilinear", chunk_size: int | None = None) -> None:
         if mode not in MODES:
@@ -113,9 +111,6 @@ class InteractiveEvaluator:
 
     def _config_json(self) -> str:
         return json.dumps({"interactive": {"mode": self.mode, "resize": self.resize_with}})
-
-    def __len__(self) -> int:
-        return len(self._store)
 
     def update(self, maps: Any, gt: Any, group: Any, *, sample_ids: Any = None) -> InteractiveEvaluator:
         """Measure one batch: maps (N, h, w), gt (N, 224, 224) bool or weights, group (N,) int."""
@@ -135,9 +130,6 @@ class InteractiveEvaluator:
         self._store.append({"ciou": xp.concat(parts, axis=0), "group": xp.astype(group, xp.int64)}, ids, source)
         return self
 
-    def state(self) -> dict[str, np.ndarray]:
-        return self._store.state()
-
     @classmethod
     def from_state(cls, state: Mapping[str, Any], **options: Any) -> InteractiveEvaluator:
         raw = json.loads(config_json_of(state)).get("interactive")
@@ -146,15 +138,6 @@ class InteractiveEvaluator:
         ev = cls(raw["mode"], resize_with=raw["resize"], **options)
         ev._store.merge_state(state)
         return ev
-
-    def merge(self, other: InteractiveEvaluator | Mapping[str, Any]) -> InteractiveEvaluator:
-        if other is self:
-            raise InputError("merge: expected another evaluator, got the same one (every sample would repeat).")
-        self._store.merge_state(other.state() if isinstance(other, InteractiveEvaluator) else other)
-        return self
-
-    def per_sample(self) -> dict[str, np.ndarray]:
-        return self._store.host()
 
     def compute(self) -> dict[str, float]:
         return reduce_interactive(self._store.host(), self.mode)

@@ -42,7 +42,7 @@ import numpy as np
 
 from vsslrt.errors import InputError
 from vsslrt.eval import _xp
-from vsslrt.eval._persample import PerSampleStore, config_json_of
+from vsslrt.eval._persample import PerSampleEvaluator, PerSampleStore, config_json_of
 from vsslrt.eval._resize import RESIZES, resize
 from vsslrt.eval.interp import INTERPOLATIONS, linear_taps
 from vsslrt.eval.keys import CONDITIONS
@@ -353,7 +353,7 @@ def mask_metric_keys(config: MaskConfig) -> list[str]:
 # The mergeable evaluator
 
 
-class MaskEvaluator:
+class MaskEvaluator(PerSampleEvaluator):
     """Accumulates annotated frames (per-frame scalars and F-curves) and computes the mask metrics.
 
     Args:
@@ -372,8 +372,6 @@ class MaskEvaluator:
         >>> ev.compute()["pos/F_score"]  # doctest: +SKIP
     """
 
-    mergeable = True
-
     def __init__(self, mode: str = "fixed", *, scale: str = "probability", threshold: float = 0.5,
                  conditions: Sequence[str] = CONDITIONS, batch_videos: int = DEFAULT_BATCH_VIDEOS,
                  resize_with: str = "bilinear", chunk_size: int | None = None,
@@ -382,9 +380,6 @@ class MaskEvaluator:
                                                  batch_videos=batch_videos, resize_with=resize_with)
         self.chunk_size = chunk_size
         self._store = PerSampleStore(self.config.to_json(), "MaskEvaluator")
-
-    def __len__(self) -> int:
-        return len(self._store)
 
     def update(self, maps: Mapping[str, Any] | Any, gt: Any, *, video: Any = None,
                sample_ids: Any = None) -> MaskEvaluator:
@@ -448,25 +443,11 @@ class MaskEvaluator:
         self._store.append(arrays, ids, source)
         return self
 
-    def state(self) -> dict[str, np.ndarray]:
-        """Host arrays sorted by sample id (`np.savez(path, **ev.state())`), the settings in `config`."""
-        return self._store.state()
-
     @classmethod
     def from_state(cls, state: Mapping[str, Any], **options: Any) -> MaskEvaluator:
         ev = cls(config=MaskConfig.from_json(config_json_of(state)), **options)
         ev._store.merge_state(state)
         return ev
-
-    def merge(self, other: MaskEvaluator | Mapping[str, Any]) -> MaskEvaluator:
-        """Add another evaluator's (or a saved state's) frames; settings must be equal, ids unique."""
-        if other is self:
-            raise InputError("merge: expected another evaluator, got the same one (every sample would repeat).")
-        self._store.merge_state(other.state() if isinstance(other, MaskEvaluator) else other)
-        return self
-
-    def per_sample(self) -> dict[str, np.ndarray]:
-        return self._store.host()
 
     def compute(self) -> dict[str, float]:
         return reduce_masks(self._store.host(), self.config)

@@ -36,7 +36,7 @@ import numpy as np
 
 from vsslrt.errors import InputError
 from vsslrt.eval import _stats, _xp
-from vsslrt.eval._persample import PerSampleStore, config_json_of
+from vsslrt.eval._persample import PerSampleEvaluator, PerSampleStore, config_json_of
 from vsslrt.eval._resize import RESIZES, resize
 from vsslrt.eval._select import select_fast
 
@@ -182,7 +182,7 @@ def reduce_multisource(s: Mapping[str, np.ndarray], config: Mapping[str, Any]) -
     return out
 
 
-class MultiSourceEvaluator:
+class MultiSourceEvaluator(PerSampleEvaluator):
     """Accumulates mixtures (per-mixture scalars only) and computes the duet and greedy metrics.
 
     Args:
@@ -193,8 +193,6 @@ class MultiSourceEvaluator:
         invert: score = 1 - minmax(map), T-VSL's convention for its model. Defaults to False.
         resize_with: upsampling of each panel: "bicubic" (default), "bilinear" or "cv2".
     """
-
-    mergeable = True
 
     def __init__(self, mode: str = "fixed", *, ciou_thr: float = 0.3, iou_thr: float = 0.3, invert: bool = False,
                  resize_with: str = "bicubic") -> None:
@@ -209,9 +207,6 @@ class MultiSourceEvaluator:
         self.config = {"mode": mode, "ciou_thr": float(ciou_thr), "iou_thr": float(iou_thr), "invert": bool(invert),
                        "resize": resize_with}
         self._store = PerSampleStore(json.dumps({"multisource": self.config}), "MultiSourceEvaluator")
-
-    def __len__(self) -> int:
-        return len(self._store)
 
     def update(self, maps: Any, gt: Any, *, sample_ids: Any = None) -> MultiSourceEvaluator:
         """Measure a batch of mixtures.
@@ -246,9 +241,6 @@ class MultiSourceEvaluator:
         self._store.append(arrays, ids, source)
         return self
 
-    def state(self) -> dict[str, np.ndarray]:
-        return self._store.state()
-
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> MultiSourceEvaluator:
         raw = json.loads(config_json_of(state)).get("multisource")
@@ -258,15 +250,6 @@ class MultiSourceEvaluator:
                  resize_with=raw["resize"])
         ev._store.merge_state(state)
         return ev
-
-    def merge(self, other: MultiSourceEvaluator | Mapping[str, Any]) -> MultiSourceEvaluator:
-        if other is self:
-            raise InputError("merge: expected another evaluator, got the same one (every sample would repeat).")
-        self._store.merge_state(other.state() if isinstance(other, MultiSourceEvaluator) else other)
-        return self
-
-    def per_sample(self) -> dict[str, np.ndarray]:
-        return self._store.host()
 
     def compute(self) -> dict[str, float]:
         return reduce_multisource(self._store.host(), self.config)

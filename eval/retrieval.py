@@ -29,7 +29,7 @@ import numpy as np
 
 from vsslrt.errors import InputError
 from vsslrt.eval import _xp
-from vsslrt.eval._persample import PerSampleStore, config_json_of
+from vsslrt.eval._persample import PerSampleEvaluator, PerSampleStore, config_json_of
 
 POOLINGS = ("max", "mean")
 DEFAULT_KS = (1, 5, 10)
@@ -85,15 +85,13 @@ def recall_at_k(audio: np.ndarray, visual: np.ndarray, groups: np.ndarray, ks=DE
     return out
 
 
-class RetrievalEvaluator:
+class RetrievalEvaluator(PerSampleEvaluator):
     """Collects pooled embeddings (mergeable, exact) and computes cross-modal recall@K.
 
     Args:
         pooling: "max" (default) or "mean" spatial pooling of the visual embedding.
         ks: the K values. Defaults to 1, 5, 10.
     """
-
-    mergeable = True
 
     def __init__(self, pooling: str = "max", ks: tuple[int, ...] = DEFAULT_KS) -> None:
         if pooling not in POOLINGS:
@@ -103,9 +101,6 @@ class RetrievalEvaluator:
         self.pooling, self.ks = pooling, tuple(ks)
         self._store = PerSampleStore(json.dumps({"retrieval": {"pooling": pooling, "ks": list(self.ks)}}),
                                      "RetrievalEvaluator")
-
-    def __len__(self) -> int:
-        return len(self._store)
 
     def update(self, visual: Any, audio: Any, *, group: Any = None, sample_ids: Any = None) -> RetrievalEvaluator:
         """Add one batch of sounding pairs (leave non-sounding samples out).
@@ -131,9 +126,6 @@ class RetrievalEvaluator:
         self._store.append(pooled, ids, source)
         return self
 
-    def state(self) -> dict[str, np.ndarray]:
-        return self._store.state()
-
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> RetrievalEvaluator:
         raw = json.loads(config_json_of(state)).get("retrieval")
@@ -142,12 +134,6 @@ class RetrievalEvaluator:
         ev = cls(raw["pooling"], tuple(raw["ks"]))
         ev._store.merge_state(state)
         return ev
-
-    def merge(self, other: RetrievalEvaluator | Mapping[str, Any]) -> RetrievalEvaluator:
-        if other is self:
-            raise InputError("merge: expected another evaluator, got the same one (every sample would repeat).")
-        self._store.merge_state(other.state() if isinstance(other, RetrievalEvaluator) else other)
-        return self
 
     def compute(self) -> dict[str, float]:
         s = self._store.host()

@@ -30,7 +30,7 @@ from array_api_compat import array_namespace
 
 from vsslrt.data.duet import DUET_KINDS, PANELS
 from vsslrt.errors import InputError
-from vsslrt.eval._persample import PerSampleStore, config_json_of
+from vsslrt.eval._persample import PerSampleEvaluator, PerSampleStore, config_json_of
 from vsslrt.eval.multisource import SIDE, MultiSourceEvaluator
 from vsslrt.eval.protocols import check_mode
 from vsslrt.head import similarity_maps_multi
@@ -42,7 +42,7 @@ CHUNK = 32  # mixtures upsampled at once in compute(): bounds the 224 x 224 work
 
 
 
-class MixturePanels:
+class MixturePanels(PerSampleEvaluator):
     """Per-panel maps of a run's mixtures (mergeable); `compute()` scores the complete mixtures.
 
     Args:
@@ -50,7 +50,7 @@ class MixturePanels:
         n_mixtures: The duet list's mixture count (to report how many were not scored).
     """
 
-    mergeable = True
+    _unit = "panel"
 
     def __init__(self, mode: str = "fixed", *, n_mixtures: int = 0) -> None:
         self.mode = check_mode(mode)
@@ -101,9 +101,6 @@ class MixturePanels:
         scored = len(self)
         return {"queries": QUERIES, "mixtures_scored": scored, "mixtures_not_scored": max(0, self.n_mixtures - scored)}
 
-    def state(self) -> dict[str, np.ndarray]:
-        return self._store.state()
-
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> MixturePanels:
         raw = json.loads(config_json_of(state)).get("mixture_panels")
@@ -113,11 +110,6 @@ class MixturePanels:
         out._store.merge_state(state)
         return out
 
-    def merge(self, other: MixturePanels | Mapping[str, Any]) -> MixturePanels:
-        if other is self:
-            raise InputError("merge: expected another evaluator, got the same one (every panel would repeat).")
-        self._store.merge_state(other.state() if isinstance(other, MixturePanels) else other)
-        return self
 
 
 class ShardDuets:
