@@ -45,7 +45,7 @@ from vsslrt.errors import DataError, InputError
 from vsslrt.pipeline.serve.batch import decode_pair, prepared_pairs, run_batch
 from vsslrt.pipeline.serve.batcher import BatcherClosed, DynamicBatcher
 from vsslrt.pipeline.serve.inputs import Payload, decode_audio_bytes, decode_image_bytes, mask_rle, parse_json, parse_multipart
-from vsslrt.pipeline.serve.limits import Admission, RequestError, RequestGate, ServeLimits
+from vsslrt.pipeline.serve.limits import Admission, RequestError, RequestGate, ServeLimits, error_doc
 from vsslrt.pipeline.serve.metrics import ServeMetrics
 from vsslrt.pipeline.serve.stream import HEADER, StreamHub, add_stream_routes
 from vsslrt.data.audio_io import DecodedAudio
@@ -375,22 +375,22 @@ def create_app(service: LocalizationService) -> Any:
                      f"/v1/model, /metrics, got {request.url.path!r}.",
                 405: f"method: expected another method for {request.url.path}, got {request.method}."}
         message = what.get(exc.status_code, f"request: {exc.detail}")
-        return JSONResponse({"error": message, "field": "path" if exc.status_code == 404 else "method",
-                             "status": exc.status_code}, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(error_doc(message, "path" if exc.status_code == 404 else "method", status=exc.status_code),
+                            status_code=exc.status_code, headers=exc.headers)
 
     @api.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = (exc.errors() or [{}])[0]
         field_name = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        return JSONResponse({"error": f"{field_name or 'request'}: {first.get('msg', 'invalid')}.", "field": field_name,
-                             "status": 422}, status_code=422)
+        return JSONResponse(error_doc(f"{field_name or 'request'}: {first.get('msg', 'invalid')}.", field_name,
+                                      status=422), status_code=422)
 
     @api.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
         # A bug must cost one request, not the service: one line, and the service carries on.
         message = " ".join(f"internal error: {type(exc).__name__}: {exc}".split())[:300]
         service.metrics.requests.labels(endpoint=request.url.path, status="500").inc()
-        return JSONResponse({"error": message, "field": None, "status": 500}, status_code=500)
+        return JSONResponse(error_doc(message, None, status=500), status_code=500)
 
     return RequestGate(api, service.limits, service.settings.token, service)
 
