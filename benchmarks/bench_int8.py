@@ -3,13 +3,16 @@
 1. EZ-VSL-sized encoders (random init, seed 0; `benchmarks/bench_pipeline.py`'s export), quantized by
    `vsslrt build --precision int8` calibrated on the real IS3 sample (`../shared/data/is3-mini`,
    `--dataset is3`; 8 samples calibrate, 8 are held back for the gate): fp32 vs int8 encoder latency
-   at batch 16 (interleaved repeats, medians), and the gate's figures.
+   at batch 16 (interleaved repeats, medians), and the gate's figures; the same latency with the
+   last quantized conv of each encoder kept fp32, and with the stems kept fp32 (`fp32_stem`).
 2. End to end, `bench_pipeline.py`'s reference-style and tuned reference-style baselines (imported, not
-   copied) against vsslrt with the fp32 and the int8 graphs, same inputs, per-sample noise; ratios of the
+   copied) against vsslrt with the fp32 graphs, the int8 graphs, and the int8 graphs with fp32 stems,
+   same inputs, per-sample noise, each style warmed up with one batch outside the clock; ratios of the
    medians of `--repeats` interleaved runs (one run each swung by 3x on the shared 2-core machine).
 3. The demo models on the built-in synthetic calibration set (256 calibrate, 200 held back): the int8
    gate per calibration method (minmax, entropy, percentile), percentile with the last quantized conv of
-   each encoder also kept fp32 (`keep_fp32`; its encoder cost is measured on EZ-VSL in part 1), and
+   each encoder also kept fp32 (`keep_fp32`), percentile with the stems kept fp32 (`fp32_stem`; both
+   encoder costs are measured on EZ-VSL in part 1), and
    fp16's figures measured the same way (fp16 graphs derived here from the shipped fp32 ones,
    normalisation kept fp32; ONNX Runtime on the CPU).
 
@@ -97,6 +100,12 @@ def demo_gates(work: Path, threads: int | None) -> dict:
         out[f"{name}.int8.percentile.last_conv_fp32"] = {**report.gate.to_dict(), "keep_fp32": list(keep),
                                                          "passes_default_gate": _passes_default(report.gate),
                                                          "line": format_gate(report.gate)}
+        folder = work / f"{name}-fp32-stem" / name
+        shutil.copytree(DEMO_ASSETS / name, folder)
+        report = build_exported_folder(folder, backend="ort", precision="int8", threads=threads,
+                                       calibration=Calibration(fp32_stem=True, gate=_loose()))
+        out[f"{name}.int8.percentile.fp32_stem"] = {**report.gate.to_dict(), "line": format_gate(report.gate),
+                                                    "passes_default_gate": _passes_default(report.gate)}
         folder = work / f"{name}-fp16" / name
         shutil.copytree(DEMO_ASSETS / name, folder)
         add_fp16_graphs(folder)
@@ -258,15 +267,25 @@ def main(argv: list[str] | None = None) -> dict:
                               calibration=Calibration(data=f"is3:{IS3_MINI}", samples=8, batch=8, gate_samples=8,
                                                       gate=_loose(), keep_fp32=last_quantized_convs(int8_folder)))
         result["encoders_batch16_ms_last_conv_fp32"] = encoder_latency(last_conv, inputs, args.threads)
+        # The cost of keeping the stems in fp32 (`Calibration.fp32_stem`, part 3's accuracy figures).
+        stem_folder = work / "ezvsl-fp32-stem"
+        shutil.copytree(args.engine, stem_folder)
+        build_exported_folder(stem_folder, backend="ort", precision="int8", threads=args.threads,
+                              calibration=Calibration(data=f"is3:{IS3_MINI}", samples=8, batch=8, gate_samples=8,
+                                                      gate=_loose(), fp32_stem=True))
+        result["encoders_batch16_ms_fp32_stem"] = encoder_latency(stem_folder, inputs, args.threads)
 
         model = build_model("ezvsl", seed=0).eval()
         # A second copy for the tuned style: Module.to() converts a module in place.
         tuned = build_model("ezvsl", seed=0).eval().to(memory_format=torch.channels_last)
         thresholds = {"max": 0.6041, "max10": 0.6645, "maxq3": 0.6382}
+        # Each style warms up outside the clock with one batch of the measured size, as vsslrt_style does.
         with torch.inference_mode():
-            model.reference_map(torch.from_numpy(inputs["images"][:2]), torch.from_numpy(inputs["positive"][:2]))
+            for net, layout in ((model, torch.contiguous_format), (tuned, torch.channels_last)):
+                net.reference_map(torch.from_numpy(inputs["images"][:args.batch]).contiguous(memory_format=layout),
+                                  torch.from_numpy(inputs["positive"][:args.batch]).contiguous(memory_format=layout))
         # Interleaved repeats, medians: a load change on the shared machine hits every style alike.
-        seconds: dict[str, list[float]] = {"reference": [], "tuned": [], "fp32": [], "int8": []}
+        seconds: dict[str, list[float]] = {"reference": [], "tuned": [], "fp32": [], "int8": [], "int8_fp32_stem": []}
         for _ in range(args.repeats):
             t, ref = bp.reference_style(model, inputs, args.batch, False, thresholds, torch)
             seconds["reference"].append(t)
@@ -276,7 +295,10 @@ def main(argv: list[str] | None = None) -> dict:
             seconds["fp32"].append(t)
             t, int8 = bp.vsslrt_style(int8_folder, inputs, args.batch, 0, args.threads, thresholds)
             seconds["int8"].append(t)
-        t_ref, t_tuned, t_fp32, t_int8 = (float(np.median(seconds[k])) for k in ("reference", "tuned", "fp32", "int8"))
+            t, _ = bp.vsslrt_style(stem_folder, inputs, args.batch, 0, args.threads, thresholds)
+            seconds["int8_fp32_stem"].append(t)
+        t_ref, t_tuned, t_fp32, t_int8, t_stem = (float(np.median(seconds[k])) for k in
+                                                  ("reference", "tuned", "fp32", "int8", "int8_fp32_stem"))
         conds = ("pos", "silence", "noise", "offscreen")
         n = args.n
         result["end_to_end"] = {
@@ -286,6 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
             "vsslrt_fp32_samples_per_s": n / t_fp32, "vsslrt_int8_samples_per_s": n / t_int8,
             "fp32_vs_reference": t_ref / t_fp32, "fp32_vs_tuned": t_tuned / t_fp32,
             "int8_vs_reference": t_ref / t_int8, "int8_vs_tuned": t_tuned / t_int8, "int8_vs_fp32": t_fp32 / t_int8,
+            "int8_fp32_stem_vs_reference": t_ref / t_stem, "int8_fp32_stem_vs_tuned": t_tuned / t_stem,
             "fp32_max_abs_map_diff": float(max(np.max(np.abs(ref["maps"][c] - fp32["maps"][k])) for k, c in enumerate(conds))),
             "int8_max_abs_map_diff": float(max(np.max(np.abs(ref["maps"][c] - int8["maps"][k])) for k, c in enumerate(conds))),
         }

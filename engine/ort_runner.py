@@ -149,10 +149,10 @@ class OrtRunner(Runner):
                 # ORT warns when it drops a provider; _check_active turns that into an error
                 # (or, for "auto", into active_providers), so the warning adds nothing.
                 warnings.filterwarnings("ignore", message="Specified provider")
-                # QDQ propagation would move an int8 graph's first QuantizeLinear up across the stem's
-                # fp32 MaxPool, onto ONNX Runtime's NCHW uint8 MaxPool: about 45 ms of a 150 ms EZ-VSL
-                # encoder batch on the CPU, against a few ms for the fp32 one (NCHWc). Graphs without
-                # Q/DQ nodes are not affected.
+                # In an int8 graph that keeps its stem fp32 (--calib-fp32-stem), QDQ propagation would
+                # move the first QuantizeLinear up across the stem's fp32 MaxPool, onto ONNX Runtime's
+                # NCHW uint8 MaxPool: about 45 ms of a 150 ms EZ-VSL encoder batch on the CPU, against
+                # a few ms for the fp32 one (NCHWc). Graphs without Q/DQ nodes are not affected.
                 session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=provider_args,
                                                disabled_optimizers=DISABLED_OPTIMIZERS)
         except Exception as exc:  # ORT raises its own pybind exception types for bad models

@@ -15,19 +15,20 @@ Two schemes, because the two runtimes want different zero points:
   points: "TRT only supports symmetric quantization"), per-channel weights, full 8-bit range, Q/DQ
   only at the inputs of Conv/Gemm/MatMul (where TensorRT fuses them into int8 kernels).
 
-What stays fp32 in both: everything before the second weighted operator (the input
-normalisation and the stem, which sees raw pixels or log-spectrograms, with its activation and
-pooling: quantized, a ResNet stem's MaxPool runs on ONNX Runtime's NCHW uint8 kernel, about 45 of
-150 ms of an EZ-VSL encoder batch on the CPU, against a few ms in fp32; `engine.ort_runner` also
-keeps ONNX Runtime from moving the first QuantizeLinear back across it), everything from a
-global pooling on when one comes before the projection (an audio encoder's pooled vector, which
-costs no multiply-adds and which every map is computed from), and everything from the last weighted
-operator on (the projection to the embedding, the L2 normalisation, the stacking of the K
-embeddings). On the demo models, keeping the projection in fp32 raised the worst embedding cosine
-of the audio encoder from 0.977 to 0.996, the stem from 0.95 to 0.98 map argmax agreement, and the
-pooled tail demo-pos's worst audio cosine from 0.965 to 0.984; together they are about 7 % of a
-ResNet-18 encoder's operations. `keep_fp32` adds more nodes (names from the graph) when the
-accuracy gate shows a model needs it.
+What stays fp32 in both: the input normalisation (everything before the first weighted operator),
+everything from a global pooling on when one comes before the projection (an audio encoder's pooled
+vector, which costs no multiply-adds and which every map is computed from), and everything from the
+last weighted operator on (the projection to the embedding, the L2 normalisation, the stacking of the
+K embeddings). On the demo models, keeping the projection in fp32 raised the worst embedding cosine
+of the audio encoder from 0.977 to 0.996, and the pooled tail demo-pos's worst audio cosine from 0.965
+to 0.984. The stem (the first weighted operator, with its activation and pooling) is quantized: on
+the demos an fp32 stem moved the largest headline delta by about 0.1 point and the argmax agreement
+by 1-2 points either way (docs/int8.md), but it cost the int8 EZ-VSL encoders 6-23 % on the CPU (its
+fp32 convolution reads 3 or 1 input channels), and a quantized ResNet stem's MaxPool runs in ONNX
+Runtime's NHWC uint8 layout with the convolutions around it. ``fp32_stem`` keeps it fp32 (then
+`engine.ort_runner` keeps ONNX Runtime from moving the first QuantizeLinear back across the MaxPool,
+which would run it on the slow NCHW uint8 kernel).
+`keep_fp32` adds more nodes (names from the graph) when the accuracy gate shows a model needs it.
 
 Calibration methods: ``minmax`` (the observed range), ``entropy`` (KL-divergence threshold) and
 ``percentile`` (the 99.999th percentile of the histogram; the default: on the demo models it is the
@@ -52,7 +53,7 @@ from vsslrt.errors import EngineBuildError, InputError, missing_extra
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 SCHEMES = ("ort-cpu", "tensorrt")
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
-FP32_RULE = "stem up to the second weighted operator; from a global pooling or the projection on"
+FP32_RULE = "input normalisation before the first weighted operator; from a global pooling or the projection on"
 """What `kept_fp32_nodes` keeps, recorded with each int8 graph: a graph made by another rule is not reused."""
 _METHOD_NAMES = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
@@ -80,11 +81,11 @@ def scheme_detail(scheme: str) -> dict[str, str]:
             "format": "QDQ at the inputs of Conv/Gemm/MatMul"}
 
 
-def kept_fp32_nodes(model, keep_fp32: Sequence[str] = ()) -> tuple[str, ...]:
-    """Names of the nodes that stay fp32: everything before the second weighted operator (the stem:
-    the first weighted operator, its activation and pooling), from a global pooling before the last
-    weighted operator on (else from the last weighted operator on), and `keep_fp32` (see the module
-    docstring).
+def kept_fp32_nodes(model, keep_fp32: Sequence[str] = (), *, fp32_stem: bool = False) -> tuple[str, ...]:
+    """Names of the nodes that stay fp32: everything before the first weighted operator (the input
+    normalisation), from a global pooling before the last weighted operator on (else from the last
+    weighted operator on), `keep_fp32`, and with `fp32_stem` the stem: everything before the second
+    weighted operator (the first one, its activation and pooling). See the module docstring.
 
     Raises:
         InputError: A name in `keep_fp32` is not a node of the graph, or the graph has no weighted operator.
@@ -96,12 +97,10 @@ def kept_fp32_nodes(model, keep_fp32: Sequence[str] = ()) -> tuple[str, ...]:
         raise InputError(f"graph {model.graph.name!r}: expected Conv, Gemm or MatMul operators with weights to "
                          "quantize, got none.", hint="int8 applies to convolutional or linear encoders")
     first, last = weighted[0], weighted[-1]
-    # The stem: up to the second weighted operator (its activation and pooling run in fp32 with it;
-    # quantized, the pooling would run on ONNX Runtime's slow NCHW uint8 MaxPool).
-    stem_end = weighted[1] if len(weighted) > 1 else first + 1
+    head_end = (weighted[1] if len(weighted) > 1 else first + 1) if fp32_stem else first
     # The embedding-level tail starts at the global pooling when one comes before the projection.
     tail = next((i for i in range(first + 1, last) if _global_pool(nodes[i], model.graph.initializer)), last)
-    names = [n.name for i, n in enumerate(nodes) if i < stem_end or i >= tail]
+    names = [n.name for i, n in enumerate(nodes) if i < head_end or i >= tail]
     unknown = sorted(set(keep_fp32) - {n.name for n in nodes})
     if unknown:
         raise InputError(f"keep_fp32: expected node names of graph {model.graph.name!r}, got {', '.join(unknown[:3])}.",
@@ -141,6 +140,7 @@ def quantize_graph(
     method: str = "percentile",
     batch: int = 16,
     keep_fp32: Sequence[str] = (),
+    fp32_stem: bool = False,
     frontend: str | None = None,
 ) -> QuantizedGraph:
     """Calibrate `source` on `inputs` and write its QDQ int8 graph to `target` (atomically).
@@ -154,6 +154,7 @@ def quantize_graph(
         method: "minmax", "entropy" or "percentile".
         batch: Calibration batch size (at most N).
         keep_fp32: More node names to keep in fp32.
+        fp32_stem: Keep the stem in fp32 too (the module docstring).
         frontend: The front-end the inputs should come from, named in the shape error.
 
     Raises:
@@ -177,7 +178,7 @@ def quantize_graph(
                          hint="raise --calib-samples or lower the calibration batch")
     model = onnx.load(str(source))
     _check_inputs(model, inputs, input_name, frontend, source)
-    excluded = kept_fp32_nodes(model, keep_fp32)
+    excluded = kept_fp32_nodes(model, keep_fp32, fp32_stem=fp32_stem)
     try:
         from onnxruntime import quantization as q
     except ImportError:

@@ -29,11 +29,12 @@ def test_int8_options_reach_the_build_as_one_calibration(tmp_path, monkeypatch):
     result = CliRunner().invoke(create_app(), [
         "build", "--engine", str(tmp_path), "--backend", "ort", "--precision", "int8", "--calib-data", "is3:/data/IS3",
         "--calib-samples", "64", "--calib-method", "minmax", "--gate-samples", "32", "--gate-max-delta", "0.5",
-        "--gate-min-argmax", "0.9"])
+        "--gate-min-argmax", "0.9", "--calib-fp32-stem"])
     assert result.exit_code == 0, result.output
     calibration = calls[0]["calibration"]
     assert (calibration.data, calibration.samples, calibration.method, calibration.gate_samples) == (
         "is3:/data/IS3", 64, "minmax", 32)
+    assert calibration.fp32_stem is True
     assert (calibration.gate.max_delta, calibration.gate.min_argmax_agreement) == (0.5, 0.9)
 
 
@@ -53,6 +54,11 @@ def test_fp32_has_no_gate_and_refuses_its_options(tmp_path, monkeypatch):
     result = CliRunner().invoke(create_app(), ["build", "--engine", str(tmp_path), "--calib-samples", "64"])
     assert result.exit_code != 0
     assert "only with --precision int8 or fp16" in str(result.exception)
+    for precision in ("fp32", "fp16"):  # the stem option means something only to int8
+        result = CliRunner().invoke(create_app(), ["build", "--engine", str(tmp_path), "--precision", precision,
+                                                   "--calib-fp32-stem"])
+        assert result.exit_code != 0
+        assert f"expected --calib-fp32-stem only with --precision int8, got {precision}" in str(result.exception)
 
 
 def test_a_bad_gate_limit_is_one_line_naming_the_option(tmp_path, monkeypatch):

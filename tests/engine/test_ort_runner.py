@@ -132,8 +132,8 @@ def test_bad_settings_and_paths(tmp_path, models_dir):
 
 
 def test_sessions_keep_quantize_nodes_where_the_graph_puts_them(models_dir, monkeypatch):
-    """QDQ propagation is off: it would move an int8 graph's first QuantizeLinear up across the stem's
-    fp32 MaxPool onto ONNX Runtime's slow NCHW uint8 MaxPool (docs/int8.md)."""
+    """QDQ propagation is off: in an int8 graph with an fp32 stem it would move the first QuantizeLinear up
+    across the stem's fp32 MaxPool onto ONNX Runtime's slow NCHW uint8 MaxPool (docs/int8.md)."""
     import onnxruntime as ort
 
     seen = {}

@@ -34,21 +34,25 @@ def _run(path, name, x):
     return session.run(None, {name: x})[0]
 
 
+@pytest.mark.parametrize("fp32_stem", [False, True])
 @pytest.mark.parametrize("scheme", ["ort-cpu", "tensorrt"])
-def test_quantized_graph_is_qdq_keeps_stem_projection_and_norm_fp32_and_tracks_fp32(folder, tmp_path, scheme):
+def test_quantized_graph_is_qdq_keeps_input_projection_and_norm_fp32_and_tracks_fp32(folder, tmp_path, scheme, fp32_stem):
     target = tmp_path / "visual.int8.onnx"
-    result = quantize_graph(folder / "visual.onnx", target, _images(32), input_name="image", scheme=scheme, batch=8)
+    result = quantize_graph(folder / "visual.onnx", target, _images(32), input_name="image", scheme=scheme, batch=8,
+                            fp32_stem=fp32_stem)
     model = onnx.load(str(target))
     ops = [n.op_type for n in model.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
-    # stem, projection and the normalisation stay fp32: only the middle Conv has quantized inputs
-    assert result.quantized_ops == 1
+    # What comes before the first conv, the projection and the normalisation stay fp32; the stem conv is
+    # quantized unless fp32_stem keeps it.
+    fp32 = {"averagepool_pool", "conv_c3", "reducel2_v_n", "div_visual"} | ({"conv_c1"} if fp32_stem else set())
+    assert result.quantized_ops == (1 if fp32_stem else 2)
     kept = set(result.fp32_nodes)
-    assert {"conv_c1", "conv_c3", "reducel2_v_n", "div_visual"} <= kept and "conv_c2" not in kept
+    assert fp32 <= kept and "conv_c2" not in kept and ("conv_c1" in kept) == fp32_stem
     dq_outputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    for node in model.graph.node:
-        if node.name in ("conv_c1", "reducel2_v_n", "div_visual"):
-            assert not (set(node.input) & dq_outputs), f"{node.name} reads a dequantized tensor"
+    reads_dequantized = {n.name for n in model.graph.node if set(n.input) & dq_outputs}
+    assert not (fp32 - {"conv_c3"}) & reads_dequantized, "an fp32 node reads a dequantized tensor"
+    assert {"conv_c2"} | ({"conv_c1"} if not fp32_stem else set()) <= reads_dequantized
     assert graph_scheme(target) == scheme
     x = _images(8, seed=1)
     ref, got = _run(folder / "visual.onnx", "image", x), _run(target, "image", x)
@@ -82,12 +86,15 @@ def test_small_calibration_set_and_another_frontend_are_one_line_errors(folder, 
     assert not (tmp_path / "v.onnx").exists()
 
 
-def test_the_stem_stays_fp32_up_to_the_second_weighted_operator(folder):
-    """The stem conv and what follows it before the next conv (its activation; a ResNet's MaxPool)."""
+def test_the_input_stays_fp32_and_fp32_stem_keeps_up_to_the_second_weighted_operator(folder):
+    """Default: only what comes before the first conv (the input normalisation; here an AveragePool). With
+    fp32_stem: also the stem conv and what follows it before the next conv (its activation; a ResNet's MaxPool)."""
     model = onnx.load(str(folder / "visual.onnx"))
     names = [n.name for n in model.graph.node]
-    second = [i for i, n in enumerate(model.graph.node) if n.op_type == "Conv"][1]
+    first, second = [i for i, n in enumerate(model.graph.node) if n.op_type == "Conv"][:2]
     kept = set(kept_fp32_nodes(model))
+    assert set(names[:first]) <= kept and not set(names[first:second + 1]) & kept
+    kept = set(kept_fp32_nodes(model, fp32_stem=True))
     assert set(names[:second]) <= kept and "relu_r1" in kept and names[second] not in kept
 
 

@@ -1,7 +1,7 @@
 """A tiny engine folder that int8 quantization has something to do in (built in milliseconds).
 
-Each encoder has three weighted operators, so after the first and the last stay fp32 (the stem and
-the projection, `vsslrt.export.quantize`) one is quantized: visual AveragePool 32/32 -> Conv 1x1
+Each encoder has three weighted operators: the last (the projection) stays fp32, the first (the stem)
+is quantized unless `fp32_stem` keeps it, the middle one is quantized (`vsslrt.export.quantize`): visual AveragePool 32/32 -> Conv 1x1
 3->8 -> Relu -> Conv 1x1 8->8 -> Relu -> Conv 1x1 8->16 -> L2 norm, (N, 1, 16, 7, 7); audio mean over
 time -> Gemm F->32 -> Relu -> Gemm 32->32 -> Relu -> Gemm 32->16 -> L2 norm, (N, 1, 16). The audio input
 shape is the named front-end's ("demo": the synthetic clips' 1 s front-end).

@@ -114,7 +114,7 @@ def test_ort_int8_build_writes_qdq_graphs_the_calibration_record_and_the_gate(or
         assert graph.file == f"{role}.int8.onnx" and graph.fp32_nodes
         record = manifest.quantization[role]
         assert record["scheme"] == "ort-cpu" and record["method"] == "percentile" and record["samples"] == 8
-        assert record["quantized_ops"] == 1
+        assert record["quantized_ops"] == 2 and record["fp32_stem"] is False  # the stem and the middle layer
     gate = manifest.gates["int8"]
     assert gate["n_samples"] == 16 and gate["backend"] == "ort" and gate["reference"] == "ort fp32"
     assert set(gate["deltas"]) >= {"pos cIoU@median", "pos AUC@median", "silence pIA@maxq3", "max AUROC pos vs noise"}

@@ -93,6 +93,9 @@ CalibSamplesOpt = Annotated[int | None, typer.Option(
     "--calib-samples", help="Samples that calibrate (the first ones); the next --gate-samples are held back. Default 256.")]
 CalibMethodOpt = Annotated[CalibMethod | None, typer.Option(
     "--calib-method", help="percentile (default: the one within 1 point on both demos, docs/int8.md), minmax or entropy.")]
+CalibFp32StemOpt = Annotated[bool, typer.Option(
+    "--calib-fp32-stem", help="int8: keep each encoder's stem (first conv, its activation and pooling) in fp32; about "
+    "a fifth slower on the CPU, for a model whose gate fails with it quantized.")]
 GateSamplesOpt = Annotated[int | None, typer.Option(
     "--gate-samples", help="Held-back samples the accuracy gate benchmarks in fp32 and the new precision. Default 200.")]
 GateMaxDeltaOpt = Annotated[float | None, typer.Option(

@@ -192,10 +192,10 @@ def check(figures: GateFigures, folder: str | Path) -> None:
         f"{folder}: expected {figures.precision} on {figures.backend} within {figures.max_delta:g} point(s) of "
         f"fp32 on every headline metric and >= {figures.min_argmax_agreement:.0%} argmax agreement on "
         f"{figures.n_samples} held-back samples, got {'; '.join(figures.failures())}.",
-        hint="calibrate on more samples (--calib-samples) or another method (--calib-method), keep more nodes in "
-             "fp32 (Calibration.keep_fp32), loosen the gate (--gate-max-delta, --gate-min-argmax), or build --precision "
-             f"fp16/fp32; the folder keeps its previous manifest: `vsslrt build --engine {folder}` retries without "
-             "exporting again",
+        hint="calibrate on more samples (--calib-samples) or another method (--calib-method), keep the stem "
+             "(--calib-fp32-stem) or more nodes (Calibration.keep_fp32) in fp32, loosen the gate (--gate-max-delta, "
+             f"--gate-min-argmax), or build --precision fp16/fp32; the folder keeps its previous manifest: "
+             f"`vsslrt build --engine {folder}` retries without exporting again",
     )
 
 

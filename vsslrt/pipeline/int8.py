@@ -61,6 +61,8 @@ class Calibration:
             fewer when the dataset ends sooner).
         gate: The gate's limits.
         keep_fp32: More node names to keep in fp32, each in the encoder graph that has it.
+        fp32_stem: Keep each encoder's stem (its first weighted layer, activation and pooling) in fp32;
+            the default quantizes it (`vsslrt.export.quantize`, docs/int8.md).
         workers: Data workers.
     """
 
@@ -71,10 +73,12 @@ class Calibration:
     gate_samples: int = DEFAULT_GATE_SAMPLES
     gate: GateThresholds = field(default_factory=GateThresholds)
     keep_fp32: tuple[str, ...] = ()
+    fp32_stem: bool = False
     workers: int = 2
 
     def check(self) -> None:
-
+        if not isinstance(self.fp32_stem, bool):
+            raise InputError(f"fp32_stem: expected True or False, got {self.fp32_stem!r}.")
         if self.method not in CALIBRATION_METHODS:
             raise InputError(f"--calib-method: expected one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}.")
         for name, value, low in (("--calib-samples", self.samples, 1), ("calibration batch", self.batch, 1),
@@ -161,7 +165,7 @@ def quantize_folder(folder: Path, manifest: Manifest, backend: str, calibration:
     scheme = scheme_for(backend)
     record = {"scheme": scheme, "method": calibration.method, "samples": len(data.calibrate),
               "batch": calibration.batch, "data": data.label, "keep_fp32": list(calibration.keep_fp32),
-              "fp32_rule": FP32_RULE}
+              "fp32_stem": calibration.fp32_stem, "fp32_rule": FP32_RULE}
     previous = manifest.quantization or {}
     nodes = {role: node_names(folder / manifest.graph(role, "fp32").file) for role, _ in ENCODERS}
     unknown = sorted(set(calibration.keep_fp32) - set().union(*nodes.values()))
@@ -184,7 +188,7 @@ def quantize_folder(folder: Path, manifest: Manifest, backend: str, calibration:
             inputs = calibration_inputs(data, manifest.frontend, calibration.batch, calibration.workers)
         result = quantize_graph(folder / source, folder / target, inputs[name], input_name=name, scheme=scheme,
                                 method=calibration.method, batch=calibration.batch, keep_fp32=keep,
-                                frontend=manifest.frontend)
+                                fp32_stem=calibration.fp32_stem, frontend=manifest.frontend)
         graphs[role] = (target, result.fp32_nodes, {**wanted, "inputs": result.samples, "quantized_ops": result.quantized_ops,
                                                     "fp32_nodes": list(result.fp32_nodes), **result.scheme_detail})
     manifest.graphs = [g for g in manifest.graphs if not (g.precision == "int8" and g.role in graphs)]

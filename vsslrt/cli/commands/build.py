@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from vsslrt.cli._display import parity_line
-from vsslrt.cli._options import (Backend, CalibDataOpt, CalibMethodOpt, CalibSamplesOpt, CheckpointOpt, GateMaxDeltaOpt,
-                                GateMinArgmaxOpt, GateSamplesOpt, ImagenetWeightsOpt, InitSeedOpt, ModelOpt, ObjectNetOpt,
-                                Precision, examples, value)
+from vsslrt.cli._options import (Backend, CalibDataOpt, CalibFp32StemOpt, CalibMethodOpt, CalibSamplesOpt,
+                                CheckpointOpt, GateMaxDeltaOpt, GateMinArgmaxOpt, GateSamplesOpt, ImagenetWeightsOpt,
+                                InitSeedOpt, ModelOpt, ObjectNetOpt, Precision, examples, value)
 from vsslrt.errors import InputError
 
 BUILD_EXAMPLES = [
@@ -60,6 +60,7 @@ def build(
     calib_data: CalibDataOpt = None,
     calib_samples: CalibSamplesOpt = None,
     calib_method: CalibMethodOpt = None,
+    calib_fp32_stem: CalibFp32StemOpt = False,
     gate_samples: GateSamplesOpt = None,
     gate_max_delta: GateMaxDeltaOpt = None,
     gate_min_argmax: GateMinArgmaxOpt = None,
@@ -84,8 +85,8 @@ def build(
 
     options = dict(seed=seed, backend=backend.value, precision=precision.value, batch=batch,
                    workspace_bytes=workspace_mib << 20, optimization_level=opt_level, threads=threads)
-    calibration = calibration_options(precision.value, calib_data, calib_samples, calib_method, gate_samples,
-                                      gate_max_delta, gate_min_argmax)
+    calibration = calibration_options(precision.value, calib_data, calib_samples, calib_method, calib_fp32_stem,
+                                      gate_samples, gate_max_delta, gate_min_argmax)
     if calibration is not None:
         options["calibration"] = calibration
     if engine is not None:
@@ -134,13 +135,16 @@ def object_options(object_net: bool, imagenet_weights: Path | None) -> dict:
     return {k: v for k, v in (("object_net", object_net), ("imagenet_weights", imagenet_weights)) if v}
 
 
-def calibration_options(precision: str, data, samples, method, gate_samples, max_delta, min_argmax, *,
+def calibration_options(precision: str, data, samples, method, fp32_stem, gate_samples, max_delta, min_argmax, *,
                         command: str = "build", gated: tuple[str, ...] = ("int8", "fp16")):
     """The calibration and gate of a reduced-precision build: always for int8, for fp16 when any
     --calib-*/--gate-* option asks for the gate; None otherwise (an fp32 build has no gate).
     `vsslrt export` passes its name and gated=("int8",): it gates only what it quantizes."""
+    if fp32_stem and precision != "int8":
+        raise InputError(f"{command}: expected --calib-fp32-stem only with --precision int8, got {precision}.",
+                         hint="only an int8 build quantizes the stem; drop --calib-fp32-stem")
     given = {k: v for k, v in (("data", data), ("samples", samples), ("method", value(method)),
-                               ("gate_samples", gate_samples)) if v is not None}
+                               ("fp32_stem", fp32_stem or None), ("gate_samples", gate_samples)) if v is not None}
     limits = {k: v for k, v in (("max_delta", max_delta), ("min_argmax_agreement", min_argmax)) if v is not None}
     if precision not in gated or (precision == "fp16" and not given and not limits):
         if given or limits:

@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 
 from vsslrt.cli._display import parity_line
-from vsslrt.cli._options import (Backend, CalibDataOpt, CalibMethodOpt, CalibSamplesOpt, CheckpointOpt, GateMaxDeltaOpt,
-                                GateMinArgmaxOpt, GateSamplesOpt, ImagenetWeightsOpt, InitSeedOpt, ModelOpt, ObjectNetOpt,
-                                choice_enum, examples)
+from vsslrt.cli._options import (Backend, CalibDataOpt, CalibFp32StemOpt, CalibMethodOpt, CalibSamplesOpt,
+                                CheckpointOpt, GateMaxDeltaOpt, GateMinArgmaxOpt, GateSamplesOpt, ImagenetWeightsOpt,
+                                InitSeedOpt, ModelOpt, ObjectNetOpt, choice_enum, examples)
 from vsslrt.cli.commands.build import calibration_options, check_weights, echo_report, object_options
 from vsslrt.errors import InputError, missing_extra
 
@@ -58,6 +58,7 @@ def export(
     calib_data: CalibDataOpt = None,
     calib_samples: CalibSamplesOpt = None,
     calib_method: CalibMethodOpt = None,
+    calib_fp32_stem: CalibFp32StemOpt = False,
     gate_samples: GateSamplesOpt = None,
     gate_max_delta: GateMaxDeltaOpt = None,
     gate_min_argmax: GateMinArgmaxOpt = None,
@@ -83,8 +84,8 @@ def export(
     if backend is not None and not int8:
         raise InputError(f"export: expected --backend only with --precision int8, got {precision.value}.",
                          hint="export writes ONNX graphs; `vsslrt build --engine OUT --backend ...` builds engines")
-    calibration = calibration_options(precision.value, calib_data, calib_samples, calib_method, gate_samples,
-                                      gate_max_delta, gate_min_argmax, command="export", gated=("int8",))
+    calibration = calibration_options(precision.value, calib_data, calib_samples, calib_method, calib_fp32_stem,
+                                      gate_samples, gate_max_delta, gate_min_argmax, command="export", gated=("int8",))
     if importlib.util.find_spec("torch") is None:  # looked up, not imported: only export/ imports torch
         raise missing_extra("torch", "export", "export models to ONNX")
     from vsslrt.export import pipeline as export_stage  # lazy: imports torch and the ONNX exporter
