@@ -47,7 +47,9 @@ from vsslrt.pipeline.serve.batcher import BatcherClosed, DynamicBatcher
 from vsslrt.pipeline.serve.inputs import Payload, decode_audio_bytes, decode_image_bytes, mask_rle, parse_json, parse_multipart
 from vsslrt.pipeline.serve.limits import Admission, RequestError, RequestGate, ServeLimits, error_doc
 from vsslrt.pipeline.serve.metrics import ServeMetrics
-from vsslrt.pipeline.serve.stream import HEADER, StreamHub, add_stream_routes
+from vsslrt.pipeline.serve.live import HEADER, add_live_route
+from vsslrt.pipeline.serve.recording import add_recording_route
+from vsslrt.pipeline.serve.stream import StreamHub
 from vsslrt.data.audio_io import DecodedAudio
 from vsslrt.pipeline.localize import Pair
 
@@ -352,7 +354,8 @@ def create_app(service: LocalizationService) -> Any:
         count("localize", 200, started)
         return JSONResponse(answer)
 
-    add_stream_routes(api, service, count)
+    add_live_route(api, service)
+    add_recording_route(api, service, count)
 
     @api.get("/v1/health")
     async def health() -> Response:

@@ -16,7 +16,7 @@ The gate runs first on every HTTP request, in this order:
 A WebSocket handshake (`/v1/stream`) passes the token check only; a refused one is accepted, told
 the error in one JSON message and closed with 1008 (`refuse_websocket`), so that every WebSocket
 client, a browser's included, can read why. Its other limits (streams at a time, message size, idle
-timeout) are the stream's own (`vsslrt.pipeline.serve.stream`).
+timeout) are the stream's own (`vsslrt.pipeline.serve.stream`, `vsslrt.pipeline.serve.live`).
 
 The body is then handed to the application from memory. Every refusal is a JSON object with one
 line in "error" and the "field" at fault (or null). A refused body within the limit is read to its
